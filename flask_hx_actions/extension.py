@@ -1,0 +1,183 @@
+"""``HxActions``: the Flask extension object, its settings and its per-app state.
+
+One ``HxActions`` object can serve several apps (``init_app``); everything that belongs to one app
+lives in ``app.extensions["hx_actions"]`` (an :class:`HxState`). Every setting is an
+``HX_ACTIONS_*`` config key with a default set here and listed in the README.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from flask import Blueprint, Flask, g
+
+from . import forms, pipeline
+from .errors import ActionRefused
+from .fragments import Fragment
+
+if TYPE_CHECKING:
+    from .actions import Action
+
+IdentityLoader = Callable[[], Any]
+Authorizer = Callable[["Action", Mapping[str, Any]], bool | None]
+
+MiB = 1024 * 1024
+
+#: Every setting with its default (the README's configuration table lists the same).
+DEFAULTS: dict[str, Any] = {
+    "HX_ACTIONS_MAX_CONTENT_LENGTH": 1 * MiB,
+    "HX_ACTIONS_MAX_FORM_MEMORY_SIZE": 500_000,
+    "HX_ACTIONS_MAX_FORM_PARTS": 200,
+    "HX_ACTIONS_TRUSTED_ORIGINS": (),
+    "HX_ACTIONS_ORIGIN": None,
+    "HX_ACTIONS_BOUND_MAX_AGE": 24 * 3600,
+    "HX_ACTIONS_DEFAULT_REDIRECT": "/",
+    "HX_ACTIONS_OLD_INPUT_MAX_VALUE": 500,
+    "HX_ACTIONS_OLD_INPUT_MAX_BYTES": 1500,
+    "HX_ACTIONS_TRUST_REQUEST_ID": False,
+    "HX_ACTIONS_SQLALCHEMY_TRANSACTIONS": True,
+    "HX_ACTIONS_STATIC_URL_PATH": "/_hx/static",
+    "HX_ACTIONS_SESSION_SAMESITE": "Lax",
+}
+
+
+def _package_dir(name: str) -> str:
+    """``static/`` and ``templates/`` sit inside the package in a wheel and beside it in a checkout."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / name, here.parent / name):
+        if candidate.is_dir():
+            return str(candidate)
+    raise RuntimeError(f"flask-hx-actions is installed without its {name}/ folder.")
+
+
+class HxState:
+    """What the extension keeps for one app: the registries and the hooks."""
+
+    def __init__(self, app: Flask, extension: HxActions) -> None:
+        self.app = app
+        self.extension = extension
+        self.actions: dict[str, Action] = {}
+        self.views: dict[str, Callable[..., Any]] = {}
+        self.fragments: dict[str, Fragment] = {}
+        self.url_cache: dict[tuple[str, str], str] = {}
+
+    def add_action(self, endpoint: str, action: Action, view: Callable[..., Any]) -> None:
+        if endpoint in self.actions and self.actions[endpoint] is not action:
+            raise ValueError(f"An action is already registered at endpoint {endpoint!r}.")
+        self.actions[endpoint] = action
+        self.views[endpoint] = view
+
+    def add_fragment(self, fragment: Fragment) -> None:
+        existing = self.fragments.get(fragment.name)
+        if existing is not None and existing.func is not fragment.func:
+            raise ValueError(
+                f"Fragment {fragment.name!r} is registered twice; fragment names are unique "
+                "across the app."
+            )
+        self.fragments[fragment.name] = fragment
+
+    def fragment(self, name: str) -> Fragment:
+        try:
+            return self.fragments[name]
+        except KeyError:
+            from .fragments import FragmentError
+
+            raise FragmentError(f"No fragment named {name!r} is registered.") from None
+
+    def identity(self) -> Any:
+        """The signed-in user's id (``None`` when anonymous), loaded once per request."""
+        try:
+            return g._hx_identity
+        except AttributeError:
+            pass
+        loader = self.extension._identity_loader
+        value = loader() if loader is not None else _flask_login_identity()
+        g._hx_identity = value
+        return value
+
+
+class HxActions:
+    """The extension: ``HxActions(app)`` or ``hx = HxActions(); hx.init_app(app)``.
+
+    :param identity: a function returning the signed-in user's id or ``None``; bound arguments
+        and idempotency keys are scoped by it. Defaults to Flask-Login's ``current_user`` when
+        Flask-Login is installed, otherwise every request is anonymous.
+    """
+
+    def __init__(self, app: Flask | None = None, *, identity: IdentityLoader | None = None) -> None:
+        self._identity_loader = identity
+        self._authorizers: list[Authorizer] = []
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        for key, value in DEFAULTS.items():
+            app.config.setdefault(key, value)
+        samesite = app.config["HX_ACTIONS_SESSION_SAMESITE"]
+        if samesite and app.config.get("SESSION_COOKIE_SAMESITE") is None:
+            app.config["SESSION_COOKIE_SAMESITE"] = samesite
+
+        state = HxState(app, self)
+        app.extensions["hx_actions"] = state
+
+        assets = Blueprint(
+            "hx_actions",
+            __name__,
+            static_folder=_package_dir("static"),
+            static_url_path=app.config["HX_ACTIONS_STATIC_URL_PATH"],
+            template_folder=_package_dir("templates"),
+        )
+        app.register_blueprint(assets)
+
+        # The gate (size, origin, CSRF) must run before every other before_request hook: before
+        # Flask-WTF's CSRFProtect (whatever the order of set-up) and before app hooks that could
+        # read the body.
+        app.before_request_funcs.setdefault(None, []).insert(0, pipeline.gate)
+        app.after_request(pipeline.finish_response)
+        app.register_error_handler(ActionRefused, pipeline.handle_refusal)
+
+        app.jinja_env.globals.update(
+            action_form=forms.action_form,
+            fragment=forms.fragment,
+            hx_actions_head=forms.hx_actions_head,
+            field=forms.field,
+            old=forms.old,
+            field_errors=forms.field_errors,
+            # The names hx_actions/macros.html calls (its macros shadow the names above).
+            hx_action_form_impl=forms.action_form,
+            hx_field_impl=forms.field,
+            hx_fragment_impl=forms.fragment,
+        )
+
+    def identity_loader(self, fn: IdentityLoader) -> IdentityLoader:
+        """Decorator: set the function that returns the signed-in user's id (or ``None``)."""
+        self._identity_loader = fn
+        return fn
+
+    def authorizer(self, fn: Authorizer) -> Authorizer:
+        """Decorator: an app-wide check ``fn(action, args) -> bool`` run before every action body.
+
+        ``False`` refuses with 403 (401 when nobody is signed in); it runs after validation and
+        before anything is written.
+        """
+        self._authorizers.append(fn)
+        return fn
+
+
+def _flask_login_identity() -> Any:
+    from flask import current_app
+
+    if getattr(current_app, "login_manager", None) is None:
+        return None
+    from flask_login import current_user
+
+    user = current_user
+    if user is None or not getattr(user, "is_authenticated", False):
+        return None
+    return user.get_id()
+
+
+def state(app: Flask) -> HxState:
+    return app.extensions["hx_actions"]  # type: ignore[no-any-return]

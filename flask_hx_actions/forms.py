@@ -1,0 +1,342 @@
+"""Template globals: ``action_form``, ``field``, ``old``, ``field_errors``, ``fragment``,
+``hx_actions_head``, and the error markup the htmx answers reuse.
+
+``action_form`` is a plain Python function (Jinja passes ``caller=`` to it in a call block): pages
+render one per row, so it builds its HTML directly with markupsafe instead of rendering a
+template each time.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from flask import current_app, g, request, url_for
+from flask_wtf.csrf import generate_csrf
+from markupsafe import Markup, escape
+
+from . import oldinput, security
+
+if TYPE_CHECKING:
+    from .actions import Action
+    from .extension import HxState
+
+_ID_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+_VERSION = "0.1.0"
+
+
+# -- ids -----------------------------------------------------------------------------------------
+
+
+def form_dom_id(endpoint: str, bound: Mapping[str, Any] | None, params: Sequence[str]) -> str:
+    """``hx-todos-rename-7``: the action's endpoint and its bound values."""
+    base = "hx-" + _ID_UNSAFE.sub("-", endpoint.replace(".", "-").replace("_", "-"))
+    if not bound:
+        return base
+    parts = [_ID_UNSAFE.sub("-", str(bound[p])) for p in params if p in bound]
+    return "-".join([base, *parts])
+
+
+def slot_id(form_id: str, name: str) -> str:
+    return f"{form_id}-{_ID_UNSAFE.sub('-', name)}"
+
+
+# -- error markup (page and htmx answers) --------------------------------------------------------
+
+
+def humanise(name: str) -> str:
+    return name.replace("_", " ").replace(".", " ").strip().capitalize() or name
+
+
+def error_summary(
+    form_id: str,
+    errors: Mapping[str, Sequence[str]],
+    message: str | None,
+    labels: Mapping[str, str],
+    *,
+    oob: bool = False,
+) -> Markup:
+    """The form's error summary: the message, non-field errors and every field error as a link."""
+    items: list[str] = []
+    for name, messages in errors.items():
+        for text in messages:
+            if name == "_form":
+                items.append(f"<li>{escape(text)}</li>")
+            else:
+                label = labels.get(name) or humanise(name)
+                items.append(
+                    f'<li><a href="#{escape(slot_id(form_id, name))}">{escape(label)}: '
+                    f"{escape(text)}</a></li>"
+                )
+    inner = ""
+    if message or items:
+        shown = message or "Please correct the errors below."
+        inner = f'<p class="hx-errors-message">{escape(shown)}</p>'
+        if items:
+            inner += f"<ul>{''.join(items)}</ul>"
+    swap = ' hx-swap-oob="innerHTML"' if oob else ""
+    return Markup(
+        f'<div id="{escape(form_id)}-errors" class="hx-errors" data-hx-errors role="alert"'
+        f' aria-live="polite"{swap}>{inner}</div>'
+    )
+
+
+def error_slot(form_id: str, name: str, messages: Sequence[str], *, oob: bool = False) -> Markup:
+    """The slot under one input where its errors appear (``<form id>-<name>-error``)."""
+    text = " ".join(str(m) for m in messages)
+    swap = ' hx-swap-oob="innerHTML"' if oob else ""
+    return Markup(
+        f'<span id="{escape(slot_id(form_id, name))}-error" class="hx-field-error"'
+        f' data-hx-field-error="{escape(name)}"{swap}>{escape(text)}</span>'
+    )
+
+
+# -- action_form ---------------------------------------------------------------------------------
+
+
+class _FormContext:
+    __slots__ = ("action", "form_id", "state")
+
+    def __init__(self, action: Action, form_id: str, state: oldinput.FormState) -> None:
+        self.action = action
+        self.form_id = form_id
+        self.state = state
+
+
+def _hx_state() -> HxState:
+    return current_app.extensions["hx_actions"]  # type: ignore[no-any-return]
+
+
+def _action(state: HxState, endpoint: str) -> Action:
+    try:
+        return state.actions[endpoint]
+    except KeyError:
+        raise LookupError(
+            f"action_form({endpoint!r}): no action is registered at that endpoint "
+            f"(known: {sorted(state.actions)})."
+        ) from None
+
+
+def action_url(state: HxState, endpoint: str) -> str:
+    key = (endpoint, request.script_root)
+    url = state.url_cache.get(key)
+    if url is None:
+        url = state.url_cache[key] = url_for(endpoint)
+    return url
+
+
+def hidden_inputs(action: Action, bind: Mapping[str, Any] | None, next_url: str | None) -> str:
+    """The hidden inputs every action form carries: CSRF token, idempotency key, bound args."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    state = _hx_state()
+    parts = []
+    if app.config.get("WTF_CSRF_ENABLED", True):
+        field_name = app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token")
+        parts.append(
+            f'<input type="hidden" name="{escape(field_name)}" value="{escape(generate_csrf())}">'
+        )
+    parts.append(f'<input type="hidden" name="_hx_key" value="{secrets.token_urlsafe(16)}">')
+    if bind:
+        binding = security.session_binding(state.identity())
+        token = security.sign_bound(app, action.endpoint, bind, binding)
+        parts.append(f'<input type="hidden" name="_hx_bound" value="{escape(token)}">')
+    if next_url is not None:
+        parts.append(f'<input type="hidden" name="next" value="{escape(next_url)}">')
+    return "".join(parts)
+
+
+def action_form(
+    endpoint: str,
+    *,
+    bind: Mapping[str, Any] | None = None,
+    target: str | None = None,
+    swap: str | None = None,
+    label: str | None = None,
+    next: str | None = None,  # noqa: A002 - the form field is called "next"
+    id: str | None = None,  # noqa: A002 - mirrors the HTML attribute
+    caller: Any = None,
+    **attrs: Any,
+) -> Markup:
+    """A form that posts to the action ``endpoint``, with and without JavaScript.
+
+    Use it as a call block around the fields, or alone with ``label=`` for a one-button action::
+
+        {% call action_form("todos.add") %}{{ field("title", label="Title") }}
+          <button>Add</button>{% endcall %}
+        {{ action_form("todos.delete", bind={"id": t.id}, label="Delete") }}
+
+    :param bind: the action's bound arguments (signed into one hidden input).
+    :param target: htmx target (CSS selector); defaults to the action's own fragment region.
+    :param swap: htmx swap style; ``outerHTML`` for the own fragment, ``none`` without one.
+    :param label: text of a submit button rendered after the fields.
+    :param next: where a plain form goes after success (same-origin paths only).
+    :param id: the form's DOM id (default ``hx-<endpoint>-<bound values>``).
+    :param attrs: more attributes: ``class_="x"`` -> ``class="x"``, ``hx_confirm=...`` ->
+        ``hx-confirm=...``; ``True`` renders a bare attribute, ``False``/``None`` none.
+    """
+    state = _hx_state()
+    action = _action(state, endpoint)
+    if bind or action.required_bound:
+        action.check_bind(bind or {})
+    url = action_url(state, endpoint)
+    form_id = id or form_dom_id(endpoint, bind, action.bound_params)
+
+    if target is None and action.fragment is not None:
+        fragment = state.fragment(action.fragment)
+        params = {p: bind[p] for p in fragment.params if bind and p in bind}
+        target = "#" + fragment.dom_id(params)
+        swap = swap or "outerHTML"
+    elif target is None:
+        swap = swap or "none"
+
+    form_state = oldinput.state_for(oldinput.form_key(endpoint, bind))
+    validator = action.validator
+    labels = validator.labels if validator else {}
+
+    head = [
+        f'<form id="{escape(form_id)}" method="post" action="{escape(url)}" hx-post="{escape(url)}"'
+    ]
+    if target:
+        head.append(f' hx-target="{escape(target)}"')
+    if swap:
+        head.append(f' hx-swap="{escape(swap)}"')
+    head.append(f' data-hx-action="{escape(endpoint)}"')
+    tags = _declared_tags(action, bind)
+    if tags:
+        head.append(f' data-hx-tags="{escape(" ".join(sorted(tags)))}"')
+    if validator is not None and validator.multipart:
+        head.append(' enctype="multipart/form-data"')
+    head.append(render_attrs(attrs))
+    head.append(">")
+    head.append(hidden_inputs(action, bind, next))
+    head.append(error_summary(form_id, form_state.errors, form_state.message, labels))
+
+    body = ""
+    if caller is not None:
+        stack: list[_FormContext] = g.setdefault("_hx_forms", [])
+        stack.append(_FormContext(action, form_id, form_state))
+        try:
+            body = str(caller())
+        finally:
+            stack.pop()
+    button = f'<button type="submit">{escape(label)}</button>' if label is not None else ""
+    return Markup("".join(head) + body + button + "</form>")
+
+
+def _declared_tags(action: Action, bind: Mapping[str, Any] | None) -> frozenset[str]:
+    if action.tags_func is None:
+        return action.static_tags
+    available = bind or {}
+    if all(p in available for p in action.tags_params):
+        return action.tags_for(available)
+    return action.static_tags
+
+
+def render_attrs(attrs: Mapping[str, Any]) -> str:
+    out = []
+    for key, value in attrs.items():
+        if value is None or value is False:
+            continue
+        name = key.rstrip("_").replace("_", "-")
+        if value is True:
+            out.append(f" {escape(name)}")
+        else:
+            out.append(f' {escape(name)}="{escape(value)}"')
+    return "".join(out)
+
+
+# -- fields --------------------------------------------------------------------------------------
+
+
+def _current_form(helper: str) -> _FormContext:
+    stack: list[_FormContext] = g.get("_hx_forms") or []
+    if not stack:
+        raise RuntimeError(f"{helper}() must be used inside {{% call action_form(...) %}}.")
+    return stack[-1]
+
+
+def old(name: str) -> str:
+    """The value the user typed into ``name`` before a failed no-JS submit (or ``""``)."""
+    return _current_form("old").state.old(name)
+
+
+def field_errors(name: str) -> Markup:
+    """The error slot of ``name`` (with its errors): put it under a hand-written input."""
+    form = _current_form("field_errors")
+    return error_slot(form.form_id, name, form.state.errors.get(name, ()))
+
+
+def field(
+    name: str,
+    label: str | None = None,
+    type: str = "text",  # noqa: A002 - mirrors the HTML attribute
+    *,
+    options: Iterable[tuple[Any, Any]] | None = None,
+    value: Any = None,
+    **attrs: Any,
+) -> Markup:
+    """A labelled input with its old value, its errors and the aria attributes that tie them.
+
+    ``type`` is an input type, or ``"textarea"`` / ``"select"`` (with ``options=[(value, label)]``).
+    ``value`` is the initial value when there is no old input. Passwords and files never get a
+    value back.
+    """
+    form = _current_form("field")
+    input_id = slot_id(form.form_id, name)
+    errors = form.state.errors.get(name, ())
+    labels = form.action.validator.labels if form.action.validator else {}
+    shown_label = label if label is not None else labels.get(name) or humanise(name)
+    has_old = name in form.state.values
+    current = form.state.old(name) if has_old else ("" if value is None else str(value))
+    common = f' id="{escape(input_id)}" name="{escape(name)}"'
+    common += f' aria-describedby="{escape(input_id)}-error"'
+    if errors:
+        common += ' aria-invalid="true"'
+    common += render_attrs(attrs)
+    if type == "textarea":
+        control = f"<textarea{common}>{escape(current)}</textarea>"
+    elif type == "select":
+        chosen = current
+        opts = "".join(
+            f'<option value="{escape(v)}"{" selected" if str(v) == chosen else ""}>'
+            f"{escape(text)}</option>"
+            for v, text in (options or ())
+        )
+        control = f"<select{common}>{opts}</select>"
+    elif type == "checkbox":
+        checked = bool(form.state.old(name)) if has_old else bool(value)
+        control = f'<input type="checkbox"{common} value="on"{" checked" if checked else ""}>'
+    elif type in ("password", "file"):
+        control = f'<input type="{type}"{common}>'
+    else:
+        control = f'<input type="{escape(type)}"{common} value="{escape(current)}">'
+    label_html = f'<label for="{escape(input_id)}">{escape(shown_label)}</label>'
+    if type == "checkbox":
+        inner = f"{control} {label_html}"
+    else:
+        inner = f"{label_html}{control}"
+    slot = error_slot(form.form_id, name, errors)
+    return Markup(f'<div class="hx-field">{inner}{slot}</div>')
+
+
+# -- fragments and head --------------------------------------------------------------------------
+
+
+def fragment(name: str, **params: Any) -> Markup:
+    """Render the registered fragment ``name`` inside its region element."""
+    frag = _hx_state().fragment(name)
+    return frag.region(frag.check_params(params))
+
+
+def hx_actions_head() -> Markup:
+    """The CSRF meta tag and the script tags of htmx and hx-actions.js (put it in ``<head>``)."""
+    app = current_app
+    parts = []
+    if app.config.get("WTF_CSRF_ENABLED", True):
+        parts.append(f'<meta name="csrf-token" content="{escape(generate_csrf())}">')
+    for filename in ("htmx.min.js", "hx-actions.js"):
+        src = url_for("hx_actions.static", filename=filename, v=_VERSION)
+        parts.append(f'<script src="{escape(src)}" defer></script>')
+    return Markup("".join(parts))

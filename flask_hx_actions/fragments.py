@@ -1,0 +1,224 @@
+"""The fragment registry: named regions of a page, each a template (or one block of one) plus a
+function that returns its context, and the tags that invalidate it.
+
+A region is rendered inside its own element (``id`` = DOM id, ``data-hx-fragment`` = name), so the
+same markup serves the first page, the action's own swap and out-of-band refreshes.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import typing
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+from flask import current_app, render_template
+from markupsafe import Markup, escape
+
+from . import signals
+
+TagsSpec = Iterable[str] | Callable[..., Iterable[str]] | None
+
+# Elements the HTML parser drops or moves when they stand alone: out-of-band copies of them
+# travel inside <template>, as htmx's hx-swap-oob documentation describes for tables.
+_TABLE_PARTS = frozenset({"tr", "td", "th", "thead", "tbody", "tfoot", "colgroup", "caption", "col"})
+_ELEMENT = re.compile(r"^[a-z][a-z0-9-]*$")
+_ID_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+
+
+class FragmentError(LookupError):
+    """A fragment name is unknown or its parameters are wrong."""
+
+
+@dataclass(frozen=True, slots=True)
+class Fragment:
+    """A registered fragment (see :meth:`ActionsBlueprint.fragment`)."""
+
+    name: str
+    func: Callable[..., Any]
+    template: str | None
+    block: str | None
+    element: str
+    static_tags: frozenset[str]
+    tags_func: Callable[..., Iterable[str]] | None
+    tags_params: tuple[str, ...]
+    params: tuple[str, ...]
+    required: frozenset[str]
+    converters: Mapping[str, Callable[[str], Any]]
+
+    @classmethod
+    def build(
+        cls,
+        name: str,
+        func: Callable[..., Any],
+        *,
+        template: str | None,
+        block: str | None,
+        tags: TagsSpec,
+        element: str,
+    ) -> Fragment:
+        if not _ELEMENT.match(element):
+            raise ValueError(f"fragment {name!r}: element={element!r} is not an HTML tag name.")
+        if template is None and block is not None:
+            raise ValueError(f"fragment {name!r}: block= needs template=.")
+        signature = inspect.signature(func)
+        params: list[str] = []
+        required: set[str] = set()
+        for param in signature.parameters.values():
+            if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+                raise TypeError(f"fragment {name!r}: *args / **kwargs are not supported.")
+            params.append(param.name)
+            if param.default is param.empty:
+                required.add(param.name)
+        try:
+            hints = typing.get_type_hints(func)
+        except Exception:  # noqa: BLE001 - unresolvable hints: keep strings
+            hints = {}
+        converters = {p: _converter(hints.get(p, str)) for p in params}
+        tags_func = tags if callable(tags) else None
+        static = frozenset() if tags is None or callable(tags) else frozenset(_check_tags(tags))
+        tags_params = _param_names(tags_func) if tags_func else ()
+        return cls(
+            name=name,
+            func=func,
+            template=template,
+            block=block,
+            element=element,
+            static_tags=static,
+            tags_func=tags_func,
+            tags_params=tags_params,
+            params=tuple(params),
+            required=frozenset(required),
+            converters=converters,
+        )
+
+    @property
+    def parametrised(self) -> bool:
+        return bool(self.params)
+
+    def dom_id(self, params: Mapping[str, Any]) -> str:
+        if not self.params:
+            return self.name
+        parts = [_ID_UNSAFE.sub("-", str(params.get(p, ""))) for p in self.params]
+        return "-".join([self.name, *parts])
+
+    def tags(self, params: Mapping[str, Any]) -> frozenset[str]:
+        if self.tags_func is None:
+            return self.static_tags
+        args = {k: params[k] for k in self.tags_params if k in params}
+        return self.static_tags | frozenset(_check_tags(self.tags_func(**args)))
+
+    def check_params(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        unknown = set(params) - set(self.params)
+        missing = self.required - set(params)
+        if unknown or missing:
+            raise FragmentError(
+                f"fragment {self.name!r} takes {list(self.params)}; "
+                f"missing {sorted(missing)}, unknown {sorted(unknown)}."
+            )
+        return dict(params)
+
+    def convert(self, raw: Mapping[str, str]) -> dict[str, Any]:
+        """Untrusted string parameters (from a client) through the function's type hints."""
+        out: dict[str, Any] = {}
+        for key, value in raw.items():
+            if key not in self.converters:
+                raise FragmentError(f"fragment {self.name!r} has no parameter {key!r}.")
+            try:
+                out[key] = self.converters[key](value)
+            except (TypeError, ValueError):
+                raise FragmentError(f"fragment {self.name!r}: bad value for {key!r}.") from None
+        return self.check_params(out)
+
+    def render_inner(self, params: Mapping[str, Any]) -> str:
+        context = current_app.ensure_sync(self.func)(**params)
+        if context is None:
+            context = {}
+        if not isinstance(context, Mapping):
+            raise TypeError(
+                f"fragment {self.name!r}: the function must return a dict (the template context),"
+                f" not {type(context).__name__}."
+            )
+        if self.template is None:
+            raise TypeError(f"fragment {self.name!r} has no template=.")
+        if self.block is not None:
+            from jinja2_fragments.flask import render_block
+
+            return str(render_block(self.template, self.block, **context))
+        return render_template(self.template, **context)
+
+    def region(self, params: Mapping[str, Any], *, oob: bool = False) -> Markup:
+        """The fragment rendered inside its region element."""
+        inner = self.render_inner(params)
+        dom_id = self.dom_id(params)
+        attrs = [f'id="{escape(dom_id)}"', f'data-hx-fragment="{escape(self.name)}"']
+        if self.params:
+            attrs.append(f'data-hx-params="{escape(urlencode(_plain(params)))}"')
+            tags = self.tags(params)
+            if tags:
+                attrs.append(f'data-hx-tags="{escape(" ".join(sorted(tags)))}"')
+        if oob:
+            attrs.append('hx-swap-oob="true"')
+        html = f"<{self.element} {' '.join(attrs)}>{inner}</{self.element}>"
+        if oob and self.element in _TABLE_PARTS:
+            html = f"<template>{html}</template>"
+        if signals.fragment_rendered.receivers:
+            signals.fragment_rendered.send(
+                current_app._get_current_object(),  # type: ignore[attr-defined]
+                name=self.name,
+                params=dict(params),
+                dom_id=dom_id,
+                oob=oob,
+            )
+        return Markup(html)
+
+
+def parse_region_token(token: str) -> tuple[str, dict[str, str]]:
+    """``"todo?id=7"`` -> ``("todo", {"id": "7"})`` (the ``HX-Actions-Regions`` header format)."""
+    name, _, query = token.partition("?")
+    return name, dict(parse_qsl(query, keep_blank_values=True))
+
+
+def _plain(params: Mapping[str, Any]) -> dict[str, str]:
+    return {k: str(v) for k, v in params.items()}
+
+
+def _check_tags(tags: Iterable[str]) -> list[str]:
+    if isinstance(tags, str):
+        raise TypeError(f"tags must be a list of strings, not the string {tags!r}.")
+    out = []
+    for tag in tags:
+        if not isinstance(tag, str) or not tag or any(ch.isspace() for ch in tag):
+            raise ValueError(f"a tag must be a non-empty string without spaces, not {tag!r}.")
+        out.append(tag)
+    return out
+
+
+def _param_names(func: Callable[..., Any]) -> tuple[str, ...]:
+    return tuple(
+        p.name
+        for p in inspect.signature(func).parameters.values()
+        if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    )
+
+
+def _to_bool(value: str) -> bool:
+    lowered = value.lower()
+    if lowered in ("1", "true", "on", "yes"):
+        return True
+    if lowered in ("0", "false", "off", "no", ""):
+        return False
+    raise ValueError(value)
+
+
+def _converter(hint: Any) -> Callable[[str], Any]:
+    if hint is bool:
+        return _to_bool
+    if hint in (int, float, str):
+        return typing.cast(Callable[[str], Any], hint)
+    if isinstance(hint, type):
+        return typing.cast(Callable[[str], Any], hint)  # UUID, Decimal, enums by value...
+    return str

@@ -1,0 +1,111 @@
+"""Errors and typed values carried from a failed no-JS submit to the next page (Post/Redirect/Get).
+
+They travel in the session, which is usually a cookie: browsers drop cookies over ~4 KB and lose
+the whole session (CSRF token included) with them. So the stash is capped: long values are
+dropped, passwords and files are never kept, messages are shortened, and the whole entry stays
+under ``HX_ACTIONS_OLD_INPUT_MAX_BYTES``. Only one stash exists at a time; the first page that
+renders a form after it takes it out of the session.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Flask, g, session
+from werkzeug.datastructures import MultiDict
+
+_KEY = "_hx_old"
+_MESSAGE_MAX = 300
+_MAX_FIELDS = 30
+
+
+def form_key(endpoint: str, bound: Mapping[str, Any] | None) -> str:
+    """Which rendered form a stash belongs to: the action plus its bound values."""
+    if not bound:
+        return endpoint
+    raw = json.dumps(bound, sort_keys=True, separators=(",", ":"), default=str)
+    return f"{endpoint}|{hashlib.blake2s(raw.encode(), digest_size=6).hexdigest()}"
+
+
+@dataclass(frozen=True, slots=True)
+class FormState:
+    """What a form shows after a failed submit: values, field errors and a message."""
+
+    values: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    errors: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    message: str | None = None
+
+    def old(self, name: str) -> str:
+        values = self.values.get(name)
+        return values[0] if values else ""
+
+    def old_list(self, name: str) -> Sequence[str]:
+        return self.values.get(name, ())
+
+
+EMPTY_STATE = FormState()
+
+
+def stash(
+    app: Flask,
+    key: str,
+    form: MultiDict[str, Any],
+    names: Sequence[str],
+    sensitive: frozenset[str],
+    errors: Mapping[str, Sequence[str]],
+    message: str | None,
+) -> None:
+    """Put the failed submit's errors and (capped) values into the session."""
+    max_value = int(app.config["HX_ACTIONS_OLD_INPUT_MAX_VALUE"])
+    max_bytes = int(app.config["HX_ACTIONS_OLD_INPUT_MAX_BYTES"])
+    kept_errors = {
+        name: [str(m)[:_MESSAGE_MAX] for m in list(messages)[:3]]
+        for name, messages in list(errors.items())[:_MAX_FIELDS]
+    }
+    entry: dict[str, Any] = {
+        "k": key,
+        "e": kept_errors,
+        "m": message[:_MESSAGE_MAX] if message else None,
+        "v": {},
+    }
+    budget = max_bytes - _size(entry)
+    values: dict[str, list[str]] = {}
+    for name in names:
+        if name in sensitive or name not in form:
+            continue
+        items = [v for v in form.getlist(name) if isinstance(v, str) and len(v) <= max_value]
+        cost = _size({name: items}) + 1
+        if items and cost <= budget:
+            values[name] = items
+            budget -= cost
+    entry["v"] = values
+    if _size(entry) > max_bytes:  # errors alone too long: keep the message and the field names
+        entry["e"] = {name: [msgs[0][:80]] for name, msgs in kept_errors.items() if msgs}
+        entry["v"] = {}
+    session[_KEY] = entry
+
+
+def take() -> dict[str, Any] | None:
+    """The stash, read once per request and removed from the session on first read."""
+    try:
+        return g._hx_old  # type: ignore[no-any-return]
+    except AttributeError:
+        pass
+    entry = session.pop(_KEY, None) if _KEY in session else None
+    g._hx_old = entry
+    return entry
+
+
+def state_for(key: str) -> FormState:
+    entry = take()
+    if entry is None or entry.get("k") != key:
+        return EMPTY_STATE
+    return FormState(values=entry.get("v") or {}, errors=entry.get("e") or {}, message=entry.get("m"))
+
+
+def _size(value: Any) -> int:
+    return len(json.dumps(value, separators=(",", ":")).encode())

@@ -1,0 +1,362 @@
+"""The request lifecycle of an action, top to bottom.
+
+:func:`gate` runs as the app's first ``before_request`` hook, before any other hook can read the
+body: 1. size limits, 2. origin gate, 3. CSRF token. Step 4 (which action) is Flask's routing: an
+unknown action is its 404 and a GET its 405. The action's view, :func:`run`, then does
+5. bound arguments, 6. validation, 7. authorization, 8.-10. the body in a transaction,
+11. revalidation and 12. the answer. A refused request stops at its step: no user code ran and
+nothing was written.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import re
+import secrets
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from flask import Flask, Response, current_app, g, request
+from werkzeug.exceptions import NotFound, RequestEntityTooLarge
+
+from . import oldinput, responses, security, signals
+from .errors import (
+    ActionRefused,
+    BoundArgumentsInvalid,
+    ContentTooLarge,
+    InvalidUpload,
+    NotAuthenticated,
+    NotAuthorized,
+)
+from .htmx import request_kind
+from .results import Result, invalid, ok
+from .transactions import transaction
+
+if TYPE_CHECKING:
+    from .actions import Action
+    from .extension import HxState
+
+log = logging.getLogger("flask_hx_actions")
+
+BOUND_FIELD = "_hx_bound"
+KEY_FIELD = "_hx_key"
+NEXT_FIELD = "next"
+
+_collected_tags: contextvars.ContextVar[set[str] | None] = contextvars.ContextVar(
+    "hx_actions_tags", default=None
+)
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+# -- before_request: steps 1-3 -------------------------------------------------------------------
+
+
+def gate() -> None:
+    """Steps 1-3 for requests routed to an action; other requests pass untouched."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    state: HxState = app.extensions["hx_actions"]
+    action = state.actions.get(request.endpoint or "")
+    if action is None:
+        return
+    g._hx_action = action
+    config = app.config
+    limit_request_size(action, config)  # 1
+    own = security.own_origin(request, config["HX_ACTIONS_ORIGIN"])
+    security.check_origin(request, own, _trusted(config))  # 2
+    _exempt_from_csrfprotect(app, state)
+    read_body()
+    security.check_csrf(request, app, own)  # 3
+
+
+def limit_request_size(action: Action, config: Mapping[str, Any]) -> None:
+    """413 from ``Content-Length`` before the body is read; limits for chunked bodies while read."""
+    limit = action.max_content_length or config["HX_ACTIONS_MAX_CONTENT_LENGTH"]
+    request.max_content_length = limit
+    request.max_form_memory_size = config["HX_ACTIONS_MAX_FORM_MEMORY_SIZE"]
+    request.max_form_parts = config["HX_ACTIONS_MAX_FORM_PARTS"]
+    length = request.content_length
+    if length is not None and length > limit:
+        raise ContentTooLarge(description=f"The submitted data is larger than {_size(limit)}.")
+
+
+def read_body() -> None:
+    """Parse the form now, inside the limits, so a too-large body is a 413 from the library."""
+    try:
+        request.form  # noqa: B018 - parsing is the point
+    except RequestEntityTooLarge as exc:
+        raise ContentTooLarge(description=exc.description) from None
+    except ValueError:
+        raise InvalidUpload() from None
+
+
+def _exempt_from_csrfprotect(app: Flask, state: HxState) -> None:
+    # Flask-WTF's CSRFProtect would check the token a second time (and without the origin gate
+    # first); the gate has checked it, so the action's view is exempt from CSRFProtect's hook.
+    csrf = app.extensions.get("csrf")
+    if csrf is not None:
+        view = state.views[request.endpoint or ""]
+        csrf.exempt(f"{view.__module__}.{view.__name__}")
+
+
+_trusted_cache: dict[tuple[str, ...], frozenset[str]] = {}
+
+
+def _trusted(config: Mapping[str, Any]) -> frozenset[str]:
+    key = tuple(config["HX_ACTIONS_TRUSTED_ORIGINS"] or ())
+    found = _trusted_cache.get(key)
+    if found is None:
+        found = _trusted_cache[key] = security.trusted_origins(key)
+    return found
+
+
+# -- the view: steps 5-12 ------------------------------------------------------------------------
+
+
+def make_view(action: Action) -> Callable[[], Response]:
+    def view() -> Response:
+        return run(action)
+
+    # CSRFProtect exempts views by "module.name": every action view needs its own name.
+    view.__name__ = f"hx_action_{action.name}_{id(action):x}"
+    view.__qualname__ = view.__name__
+    return view
+
+
+def run(action: Action) -> Response:
+    """Steps 5-12 of one action request."""
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    state: HxState = app.extensions["hx_actions"]
+    kind = request_kind(request)
+    identity = state.identity()
+    bound = read_bound(app, action, identity)  # 5
+    values, errors = validate(action)  # 6
+    if errors:
+        return respond_failure(app, state, action, kind, bound, invalid(errors))
+    args = action.call_args(bound, values)
+    authorize(state, action, args, identity)  # 7
+    try:
+        result, tags = run_body(app, action, args)  # 8-10 (claim, body, commit)
+        if result.kind == "not_found":
+            return respond_not_found(app, state, action, kind, bound, result)
+        if not result.ok:
+            return respond_failure(app, state, action, kind, bound, result)
+        return responses.success(app, state, action, kind, args, bound, result, tags)  # 11-12
+    except NotFound:
+        raise
+    except Exception as error:
+        if propagates(app):
+            raise
+        return handle_exception(app, action, error)
+
+
+def read_bound(app: Flask, action: Action, identity: Any) -> dict[str, Any]:
+    """Step 5: the signed bound arguments; 400 when missing, tampered with, expired or foreign."""
+    if not action.bound_params:
+        return {}
+    token = request.form.get(BOUND_FIELD)
+    if not token and not action.required_bound:
+        return {}
+    binding = security.session_binding(identity)
+    values = security.verify_bound(
+        app, action.endpoint, token, binding, int(app.config["HX_ACTIONS_BOUND_MAX_AGE"])
+    )
+    if set(values) - set(action.bound_params) or action.required_bound - set(values):
+        raise BoundArgumentsInvalid()
+    return values
+
+
+def validate(action: Action) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    """Step 6: the schema's values, or errors keyed by input name."""
+    if action.validator is None:
+        return {}, {}
+    return action.validator.validate(request.form, request.files)
+
+
+def authorize(state: HxState, action: Action, args: Mapping[str, Any], identity: Any) -> None:
+    """Step 7: ``login_required``, the action's ``authorize=`` and the app-wide authorizers."""
+    refusal = NotAuthenticated if identity is None else NotAuthorized
+    if action.login_required and identity is None:
+        raise NotAuthenticated()
+    if action.authorize is not None:
+        named = _named_args(action.authorize, args)
+        if current_app.ensure_sync(action.authorize)(**named) is False:
+            raise refusal()
+    for check in state.extension._authorizers:
+        if check(action, args) is False:
+            raise refusal()
+
+
+def run_body(app: Flask, action: Action, args: dict[str, Any]) -> tuple[Result, set[str]]:
+    """Steps 8-10: the body inside a transaction that commits on success and rolls back on
+    ``fail``, ``not_found`` and exceptions."""
+    if signals.action_started.receivers:
+        signals.action_started.send(app, action=action)
+    with transaction(app) as tx:
+        returned, tags = call_collecting_tags(action, args)
+        result = as_result(action, returned)
+        tx.commit = result.ok
+    if signals.action_finished.receivers:
+        signals.action_finished.send(app, action=action, result=result)
+    return result, tags
+
+
+def call_collecting_tags(action: Action, args: Mapping[str, Any]) -> tuple[Any, set[str]]:
+    """Call the action's function and collect the tags it passed to :func:`revalidate`."""
+    tags: set[str] = set()
+    token = _collected_tags.set(tags)
+    try:
+        if action.is_async:
+            from flask import has_app_context
+
+            if has_app_context():
+                returned = current_app.ensure_sync(action.fn)(**args)
+            else:  # pragma: no cover - invoke() of an async action outside an app
+                import asyncio
+
+                returned = asyncio.run(action.fn(**args))
+        else:
+            returned = action.fn(**args)
+    finally:
+        _collected_tags.reset(token)
+    return returned, tags
+
+
+def as_result(action: Action, returned: Any) -> Result:
+    if returned is None:
+        return ok()
+    if isinstance(returned, Result):
+        return returned
+    raise TypeError(
+        f"Action {action.endpoint!r} returned {type(returned).__name__}; return ok(...), "
+        "fail(...), redirect_to(...), not_found() or None."
+    )
+
+
+def revalidate(*tags: str) -> None:
+    """Inside an action: mark tags whose fragments must be re-rendered after the commit.
+
+    >>> revalidate("todos", f"todo:{todo.id}")  # doctest: +SKIP
+    """
+    collected = _collected_tags.get()
+    for tag in tags:
+        if not isinstance(tag, str) or not tag:
+            raise TypeError(f"revalidate() takes tag strings, not {tag!r}.")
+    if collected is not None:
+        collected.update(tags)
+
+
+# -- failure answers -----------------------------------------------------------------------------
+
+
+def respond_failure(
+    app: Flask,
+    state: HxState,
+    action: Action,
+    kind: str,
+    bound: Mapping[str, Any],
+    result: Result,
+) -> Response:
+    """Validation errors and ``fail(...)``: 303 back with the errors (no JS), OOB error slots
+    (htmx) or a JSON object."""
+    if kind == "plain":
+        validator = action.validator
+        oldinput.stash(
+            app,
+            oldinput.form_key(action.endpoint, bound),
+            request.form,
+            validator.input_names if validator else (),
+            validator.sensitive if validator else frozenset(),
+            result.errors,
+            result.message,
+        )
+        return responses.see_other(responses.back_target(app))
+    if kind == "json":
+        return responses.json_failure(result)
+    return responses.htmx_errors(app, action, bound, result)
+
+
+def respond_not_found(
+    app: Flask, state: HxState, action: Action, kind: str, bound: Mapping[str, Any], result: Result
+) -> Response:
+    if kind == "plain":
+        raise NotFound()
+    if kind == "json":
+        return responses.json_failure(result)
+    return responses.htmx_errors(app, action, bound, result)
+
+
+# -- refusals, exceptions, headers ---------------------------------------------------------------
+
+
+def handle_refusal(error: ActionRefused) -> Response | ActionRefused:
+    """The fallback handler of every refusal (apps may register their own, by class or status)."""
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    if signals.action_refused.receivers:
+        signals.action_refused.send(app, endpoint=request.endpoint, error=error)
+    log.info(
+        "action refused: %s %s (%s) request_id=%s",
+        request.endpoint,
+        error.code,
+        error.hx_code,
+        request_id(),
+    )
+    kind = request_kind(request)
+    if kind == "json":
+        return responses.json_refusal(error)
+    if kind == "htmx":
+        return responses.htmx_refusal(error)
+    return error
+
+
+def handle_exception(app: Flask, action: Action, error: BaseException) -> Response:
+    """An exception in the body: logged with the request id; a generic answer, or re-raised when
+    the app propagates exceptions (``PROPAGATE_EXCEPTIONS``, testing, debug)."""
+    rid = request_id()
+    log.error("action %s failed request_id=%s", action.endpoint, rid, exc_info=error)
+    return responses.server_error(request_kind(request), rid)
+
+
+def request_id() -> str:
+    """This request's id: the incoming ``X-Request-ID`` when the app trusts it, else a new one."""
+    try:
+        return g._hx_request_id  # type: ignore[no-any-return]
+    except AttributeError:
+        pass
+    rid = None
+    if current_app.config["HX_ACTIONS_TRUST_REQUEST_ID"]:
+        incoming = request.headers.get("X-Request-ID", "")
+        if _REQUEST_ID.match(incoming):
+            rid = incoming
+    g._hx_request_id = rid = rid or secrets.token_hex(8)
+    return rid
+
+
+def finish_response(response: Response) -> Response:
+    """Headers of every answer to an action request, whatever produced it."""
+    if getattr(g, "_hx_action", None) is None:
+        return response
+    response.vary.add("HX-Request")
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Request-ID"] = request_id()
+    if request.headers.get("HX-Request") == "true":
+        response.headers["HX-Actions"] = "1"
+    return response
+
+
+def propagates(app: Flask) -> bool:
+    propagate = app.config["PROPAGATE_EXCEPTIONS"]
+    return bool(app.testing or app.debug) if propagate is None else bool(propagate)
+
+
+def _named_args(fn: Callable[..., Any], args: Mapping[str, Any]) -> dict[str, Any]:
+    from .fragments import _param_names
+
+    names = _param_names(fn)
+    return {k: args[k] for k in names if k in args}
+
+
+def _size(limit: int) -> str:
+    from .validation import _human
+
+    return _human(limit)

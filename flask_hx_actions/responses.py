@@ -1,0 +1,227 @@
+"""Building the answer to an action request, one function per row of the response table.
+
+| request | success | failure | redirect | not found | exception |
+| plain   | 303     | 303 back (errors in session) | 303 | 404 page | 500 page |
+| htmx    | 200 fragments (+OOB) | 422 OOB error slots | 200 + HX-Redirect | 404 slots | 500 slots |
+| json    | 200 object | 422 object | 200 {redirect} | 404 object | 500 object |
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from flask import Flask, Response, jsonify, redirect, render_template, request
+
+from . import forms
+from .fragments import Fragment, FragmentError, parse_region_token
+from .htmx import hx_redirect, reswap
+from .results import Result
+from .security import own_origin, safe_target
+
+if TYPE_CHECKING:
+    from .actions import Action
+    from .errors import ActionRefused
+    from .extension import HxState
+
+REGIONS_HEADER = "HX-Actions-Regions"
+KEY_HEADER = "HX-Actions-Key"
+_DOM_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_:.-]{0,200}$")
+_SERVER_ERROR = "Something went wrong on our side. Please try again."
+
+
+# -- where a plain form goes ---------------------------------------------------------------------
+
+
+def _own(app: Flask) -> str:
+    return own_origin(request, app.config["HX_ACTIONS_ORIGIN"])
+
+
+def success_target(app: Flask) -> str:
+    """After success: the form's safe ``next``, else the page the form was on, else the default."""
+    own = _own(app)
+    return (
+        safe_target(request.form.get("next"), own)
+        or safe_target(request.referrer, own)
+        or app.config["HX_ACTIONS_DEFAULT_REDIRECT"]
+    )
+
+
+def back_target(app: Flask) -> str:
+    """After a failure: back to the page the form was on (else ``next``, else the default)."""
+    own = _own(app)
+    return (
+        safe_target(request.referrer, own)
+        or safe_target(request.form.get("next"), own)
+        or app.config["HX_ACTIONS_DEFAULT_REDIRECT"]
+    )
+
+
+def see_other(location: str) -> Response:
+    return redirect(location, code=303)
+
+
+# -- success -------------------------------------------------------------------------------------
+
+
+def success(
+    app: Flask,
+    state: HxState,
+    action: Action,
+    kind: str,
+    args: Mapping[str, Any],
+    bound: Mapping[str, Any],
+    result: Result,
+    tags: set[str],
+) -> Response:
+    if result.kind == "redirect":
+        location = result.redirect or "/"
+        if kind == "plain":
+            return see_other(location)
+        if kind == "json":
+            return jsonify({"ok": True, "redirect": location})
+        return hx_redirect(Response("", status=200), location)
+    if kind == "plain":
+        return see_other(success_target(app))
+    if kind == "json":
+        return jsonify({"ok": True, "code": None, "data": dict(result.data)})
+    return htmx_success(state, action, args, action.tags_for(args) | tags)
+
+
+def htmx_success(
+    state: HxState, action: Action, args: Mapping[str, Any], invalidated: set[str] | frozenset[str]
+) -> Response:
+    """The action's own fragment, then every invalidated region the page holds, out-of-band."""
+    parts: list[str] = []
+    seen: set[str] = set()
+    if action.fragment is not None:
+        own = state.fragment(action.fragment)
+        params = _own_params(action, own, args)
+        seen.add(own.dom_id(params))
+        parts.append(own.region(params))
+    if invalidated:
+        for fragment, params in _candidates(state):
+            dom_id = fragment.dom_id(params)
+            if dom_id in seen or not (fragment.tags(params) & invalidated):
+                continue
+            seen.add(dom_id)
+            parts.append(fragment.region(params, oob=True))
+    response = Response("".join(parts), mimetype="text/html")
+    if action.fragment is None:
+        reswap(response, "none")
+    response.headers[KEY_HEADER] = secrets.token_urlsafe(16)
+    return response
+
+
+def _own_params(action: Action, fragment: Fragment, args: Mapping[str, Any]) -> dict[str, Any]:
+    missing = fragment.required - set(args)
+    if missing:
+        raise TypeError(
+            f"action {action.endpoint!r} re-renders fragment {fragment.name!r}, which needs "
+            f"{sorted(missing)}; give the action parameters with those names."
+        )
+    return {p: args[p] for p in fragment.params if p in args}
+
+
+def _candidates(state: HxState) -> list[tuple[Fragment, dict[str, Any]]]:
+    """Regions to consider for out-of-band refresh: those the page says it holds (the
+    ``HX-Actions-Regions`` header of hx-actions.js), else every non-parametrised fragment."""
+    header = request.headers.get(REGIONS_HEADER)
+    if header is None:
+        return [(f, {}) for f in state.fragments.values() if not f.parametrised]
+    out: list[tuple[Fragment, dict[str, Any]]] = []
+    for token in header.split()[:200]:
+        name, raw = parse_region_token(token)
+        fragment = state.fragments.get(name)
+        if fragment is None:
+            continue
+        try:
+            out.append((fragment, fragment.convert(raw)))
+        except FragmentError:
+            continue  # untrusted input: a region we cannot name is not refreshed
+    return out
+
+
+# -- failures --------------------------------------------------------------------------------------
+
+
+def failure_body(result: Result) -> dict[str, Any]:
+    return {
+        "ok": False,
+        "code": result.code,
+        "message": result.message,
+        "errors": {k: list(v) for k, v in result.errors.items()},
+    }
+
+
+def json_failure(result: Result) -> Response:
+    response = jsonify(failure_body(result))
+    response.status_code = result.status
+    return response
+
+
+def _form_id(action: Action | None, bound: Mapping[str, Any]) -> str | None:
+    trigger = request.headers.get("HX-Trigger")
+    if trigger and _DOM_ID.match(trigger):
+        return trigger
+    if action is None:
+        return None
+    return forms.form_dom_id(action.endpoint, bound, action.bound_params)
+
+
+def htmx_errors(app: Flask, action: Action, bound: Mapping[str, Any], result: Result) -> Response:
+    """Only out-of-band error slots (summary + one per field), so typed values, focus and caret
+    stay as they are."""
+    form_id = _form_id(action, bound) or ""
+    validator = action.validator
+    labels = validator.labels if validator else {}
+    parts = [forms.error_summary(form_id, result.errors, result.message, labels, oob=True)]
+    names = list(validator.input_names) if validator else []
+    names += [n for n in result.errors if n not in names and n != "_form"]
+    for name in names:
+        parts.append(forms.error_slot(form_id, name, result.errors.get(name, ()), oob=True))
+    response = Response("".join(parts), status=result.status, mimetype="text/html")
+    return reswap(response, "none")
+
+
+def _htmx_message(status: int, message: str) -> Response:
+    form_id = _form_id(None, {})
+    body = ""
+    if form_id:
+        body = str(forms.error_summary(form_id, {}, message, {}, oob=True))
+    response = Response(body, status=status, mimetype="text/html")
+    response.headers["HX-Trigger"] = json.dumps(
+        {"hx-actions:error": {"status": status, "message": message}}
+    )
+    return reswap(response, "none")
+
+
+def json_refusal(error: ActionRefused) -> Response:
+    response = jsonify({"ok": False, "code": error.hx_code, "message": error.description})
+    response.status_code = error.code or 400
+    return response
+
+
+def htmx_refusal(error: ActionRefused) -> Response:
+    return _htmx_message(error.code or 400, error.description or "Refused.")
+
+
+def server_error(kind: str, request_id: str) -> Response:
+    """A generic 500: the exception text is never shown, the request id always is."""
+    message = f"{_SERVER_ERROR} (request id {request_id})"
+    if kind == "json":
+        response = jsonify(
+            {"ok": False, "code": "server_error", "message": _SERVER_ERROR, "request_id": request_id}
+        )
+        response.status_code = 500
+        return response
+    if kind == "htmx":
+        return _htmx_message(500, message)
+    html = render_template(
+        "hx_actions/error.html", status=500, message=_SERVER_ERROR, request_id=request_id
+    )
+    return Response(html, status=500, mimetype="text/html")
+

@@ -1,0 +1,263 @@
+/*!
+ * hx-actions.js 0.1.0: the client runtime of flask-hx-actions (for htmx 2.x).
+ *
+ * Load it after htmx. It only listens to htmx events on `document`; the markup and
+ * headers it relies on are fixed in docs/wire.md. Without JavaScript nothing here is
+ * needed: every action form is a plain POST form.
+ *
+ * What it does for requests made by an action form (`form[data-hx-action]`):
+ *   - sends `X-CSRFToken` (from <meta name="csrf-token">) and `HX-Actions-Regions`
+ *     (which refreshable regions the page holds);
+ *   - swaps answers carrying `HX-Actions` whatever their status (htmx 2 skips 4xx/5xx);
+ *   - marks the form busy (aria-busy, .hx-pending, submit buttons disabled) and drops
+ *     a second submit while the first is in flight;
+ *   - puts the fresh idempotency key (`HX-Actions-Key`) into the form's `_hx_key`;
+ *   - mirrors the field error slots onto the inputs (aria-invalid) and focuses the first
+ *     invalid input when focus is not already in the form.
+ */
+(function () {
+  'use strict';
+
+  var FORM_SELECTOR = 'form[data-hx-action]';
+  var PENDING_CLASS = 'hx-pending';
+  // Proxies and servers commonly refuse header lines above 8 KB: stop adding
+  // parametrised region tokens past this many characters.
+  var MAX_REGIONS_HEADER = 6000;
+
+  // form -> {buttons: the submit buttons this script disabled (it re-enables only those),
+  //          focused: the one of them that had focus (disabling it drops focus to <body>)}.
+  var pending = new WeakMap();
+  // xhr objects of answers htmx is going to swap (set in beforeSwap), and of answers
+  // this script has finished with (so the several after* events act once).
+  var awaitingSwap = new WeakSet();
+  var handled = new WeakSet();
+
+  /* ------------------------------------------------------------------ helpers */
+
+  // The element that issued the request. htmx overwrites `detail.elt` with the element
+  // an event is fired on (the new content for afterSwap, an ancestor when the issuing
+  // element was swapped out), so prefer the request config, which keeps the original.
+  function issuer(detail) {
+    return (detail && detail.requestConfig && detail.requestConfig.elt) || (detail && detail.elt) || null;
+  }
+
+  // The action form an element belongs to (the form itself, an element inside it, or a
+  // control associated with it through the `form` attribute).
+  function actionFormOf(elt) {
+    if (!elt || elt.nodeType !== 1) return null;
+    var form = elt.closest(FORM_SELECTOR);
+    if (!form && elt.form && elt.form.matches(FORM_SELECTOR)) form = elt.form;
+    return form;
+  }
+
+  // The action form a request submits: the form itself or one of its submit buttons.
+  // (Other requests from inside the form, such as an hx-get on an input, are not submits.)
+  function submittedForm(elt) {
+    if (!elt || elt.nodeType !== 1) return null;
+    if (elt.matches(FORM_SELECTOR)) return elt;
+    if (isSubmitControl(elt) && elt.form && elt.form.matches(FORM_SELECTOR)) return elt.form;
+    return null;
+  }
+
+  function isSubmitControl(el) {
+    return (el.tagName === 'BUTTON' || el.tagName === 'INPUT') &&
+      (el.type === 'submit' || el.type === 'image');
+  }
+
+  // Controls of a form, including those outside it that name it with `form=`.
+  function controls(form) {
+    return Array.prototype.slice.call(form.elements);
+  }
+
+  function tokens(value) {
+    return (value || '').split(/\s+/).filter(Boolean);
+  }
+
+  function header(xhr, name) {
+    return xhr && typeof xhr.getResponseHeader === 'function' ? xhr.getResponseHeader(name) : null;
+  }
+
+  /* ------------------------------------------------------------ request headers */
+
+  // Space separated region tokens (docs/wire.md): every non-parametrised region name,
+  // then `name?params` for parametrised regions whose tags meet the form's tags.
+  function regionsHeader(form) {
+    var formTags = tokens(form.getAttribute('data-hx-tags'));
+    var names = [];
+    var parametrised = [];
+    var seen = Object.create(null);
+    document.querySelectorAll('[data-hx-fragment]').forEach(function (region) {
+      var name = region.getAttribute('data-hx-fragment');
+      if (!name) return;
+      var params = region.getAttribute('data-hx-params');
+      if (params === null) {
+        if (!seen[name]) { seen[name] = true; names.push(name); }
+        return;
+      }
+      var token = name + '?' + params;
+      if (seen[token] || !formTags.length) return;
+      var regionTags = tokens(region.getAttribute('data-hx-tags'));
+      if (regionTags.some(function (tag) { return formTags.indexOf(tag) >= 0; })) {
+        seen[token] = true;
+        parametrised.push(token);
+      }
+    });
+    var value = names.join(' ');
+    for (var i = 0; i < parametrised.length; i++) {
+      if (value.length + parametrised[i].length + 1 > MAX_REGIONS_HEADER) {
+        if (window.console) console.warn('hx-actions: too many regions on the page; some are not refreshed');
+        break;
+      }
+      value = value ? value + ' ' + parametrised[i] : parametrised[i];
+    }
+    return value;
+  }
+
+  document.addEventListener('htmx:configRequest', function (evt) {
+    var form = actionFormOf(issuer(evt.detail));
+    if (!form) return;
+    var headers = evt.detail.headers;
+    var meta = document.querySelector('meta[name="csrf-token"]');
+    var token = meta && meta.getAttribute('content');
+    if (token && !headers['X-CSRFToken']) headers['X-CSRFToken'] = token;
+    headers['HX-Actions-Regions'] = regionsHeader(form);
+  });
+
+  /* ---------------------------------------------- pending state, double submits */
+
+  function setPending(form) {
+    if (pending.has(form)) return;
+    var disabled = controls(form).filter(function (el) {
+      return isSubmitControl(el) && !el.disabled;
+    });
+    var focused = disabled.indexOf(document.activeElement) >= 0 ? document.activeElement : null;
+    disabled.forEach(function (el) { el.disabled = true; });
+    pending.set(form, { buttons: disabled, focused: focused });
+    form.classList.add(PENDING_CLASS);
+    form.setAttribute('aria-busy', 'true');
+  }
+
+  function clearPending(form) {
+    var state = pending.get(form);
+    if (!state) return;
+    pending.delete(form);
+    state.buttons.forEach(function (el) { el.disabled = false; });
+    form.classList.remove(PENDING_CLASS);
+    form.removeAttribute('aria-busy');
+    // Give focus back to the button that was pressed, unless something else took it.
+    var active = document.activeElement;
+    if (state.focused && state.focused.isConnected && (!active || active === document.body)) {
+      state.focused.focus();
+    }
+  }
+
+  // A second submit (Enter in a field, a script calling requestSubmit) while the first is
+  // in flight never reaches htmx, which would otherwise queue it and send it afterwards.
+  // Capture phase on document runs before htmx's own listener on the form.
+  document.addEventListener('submit', function (evt) {
+    var form = evt.target;
+    if (form && pending.has(form)) {
+      evt.preventDefault();
+      evt.stopPropagation();
+    }
+  }, true);
+
+  // Programmatic or queued requests for a busy form are cancelled too.
+  document.addEventListener('htmx:beforeRequest', function (evt) {
+    var form = submittedForm(issuer(evt.detail));
+    if (form && pending.has(form)) evt.preventDefault();
+  });
+
+  // beforeSend fires only once no listener cancelled the request, so the matching
+  // afterRequest (load, error, abort or timeout) is sure to follow.
+  document.addEventListener('htmx:beforeSend', function (evt) {
+    var form = submittedForm(issuer(evt.detail));
+    if (form) setPending(form);
+  });
+
+  /* ------------------------------------------------------------------ answers */
+
+  // Answers to action requests are swapped whatever their status: 422 and the refusals
+  // carry out-of-band error slots. A 204 has nothing to swap and keeps htmx's default.
+  document.addEventListener('htmx:beforeSwap', function (evt) {
+    var d = evt.detail;
+    if (header(d.xhr, 'HX-Actions') !== null && d.xhr.status !== 204) {
+      d.shouldSwap = true;
+      d.isError = false;
+    }
+    if (d.shouldSwap && d.xhr) awaitingSwap.add(d.xhr);
+  });
+
+  // Mirror the form's error slots onto its inputs; focus the first invalid input after an
+  // error answer unless focus is in one of the form's fields (the user is typing there).
+  function markInvalid(form, focus) {
+    var firstInvalid = null;
+    var fields = controls(form).filter(function (el) {
+      return el.tagName === 'INPUT' || el.tagName === 'SELECT' || el.tagName === 'TEXTAREA';
+    });
+    form.querySelectorAll('[data-hx-field-error]').forEach(function (slot) {
+      var name = slot.getAttribute('data-hx-field-error');
+      var invalid = slot.textContent.trim() !== '';
+      fields.forEach(function (el) {
+        if (el.name !== name) return;
+        if (invalid) {
+          el.setAttribute('aria-invalid', 'true');
+          if (!firstInvalid && el.type !== 'hidden') firstInvalid = el;
+        } else {
+          el.removeAttribute('aria-invalid');
+        }
+      });
+    });
+    // Focus on the form's own submit button (the one just pressed) does not count as the
+    // user being busy in the form.
+    var active = document.activeElement;
+    var busyInForm = active && form.contains(active) && !isSubmitControl(active);
+    if (focus && firstInvalid && !busyInForm) firstInvalid.focus();
+  }
+
+  // Runs once the answer is in the page. `final` is false for an early pass made before
+  // a delayed swap (hx-swap swap:<time>, view transitions): that pass does not move focus.
+  function afterAnswer(detail, final) {
+    var xhr = detail.xhr;
+    if (header(xhr, 'HX-Actions') === null) return;
+    var form = actionFormOf(issuer(detail));
+    if (!form) return;
+    var key = header(xhr, 'HX-Actions-Key');
+    if (key && form.isConnected) {
+      // A re-rendered form came with its own fresh key; only a surviving form needs this.
+      controls(form).forEach(function (el) {
+        if (el.name === '_hx_key') el.value = key;
+      });
+    }
+    // The form may have been re-rendered under the same id: look at the one on the page.
+    var current = form.isConnected ? form : (form.id && document.getElementById(form.id));
+    if (current && current.matches(FORM_SELECTOR)) markInvalid(current, final && xhr.status >= 400);
+  }
+
+  // htmx fires afterSwap on every swapped element, with the same detail: handle the first.
+  document.addEventListener('htmx:afterSwap', function (evt) {
+    var xhr = evt.detail.xhr;
+    if (!xhr || !awaitingSwap.has(xhr) || handled.has(xhr)) return;
+    handled.add(xhr);
+    afterAnswer(evt.detail, true);
+  });
+
+  // afterRequest always follows a sent request (also on network errors and timeouts).
+  // When the swap already happened, afterSwap did the work; otherwise (no swap, a swap
+  // that left nothing to fire on, a delayed swap) make a pass now.
+  document.addEventListener('htmx:afterRequest', function (evt) {
+    var d = evt.detail;
+    var form = submittedForm(issuer(d));
+    if (d.xhr && d.xhr.status && !handled.has(d.xhr)) {
+      if (!awaitingSwap.has(d.xhr)) {
+        handled.add(d.xhr);
+        afterAnswer(d, true);
+      } else {
+        afterAnswer(d, false); // the swap is still to come: its afterSwap makes the final pass
+      }
+    }
+    if (form) clearPending(form);
+  });
+
+  window.hxActions = Object.freeze({ version: '0.1.0' });
+})();
