@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from flask import Blueprint
@@ -60,9 +60,7 @@ class Action:
 
         signature = inspect.signature(fn)
         fields = self.validator.value_names if self.validator else frozenset()
-        self.accepts_any = any(
-            p.kind is p.VAR_KEYWORD for p in signature.parameters.values()
-        )
+        self.accepts_any = any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values())
         self.param_names = frozenset(
             p.name
             for p in signature.parameters.values()
@@ -77,8 +75,8 @@ class Action:
         self.required_bound = frozenset(p.name for p in bound if p.default is p.empty)
 
         self.tags_func = tags if callable(tags) else None
-        self.static_tags = frozenset() if tags is None or callable(tags) else frozenset(
-            _check_tags(tags)  # type: ignore[arg-type]
+        self.static_tags = (
+            frozenset() if tags is None or callable(tags) else frozenset(_check_tags(tags))
         )
         self.tags_params = _param_names(self.tags_func) if self.tags_func else ()
         self._view: Callable[..., Any] | None = None
@@ -201,8 +199,9 @@ class ActionsBlueprint(Blueprint):
             from .pipeline import make_view
 
             view = make_view(action)
-            self.add_url_rule(f"/{action_name}", endpoint=action_name, view_func=view,
-                              methods=["POST"])
+            self.add_url_rule(
+                f"/{action_name}", endpoint=action_name, view_func=view, methods=["POST"]
+            )
 
             def register(state: BlueprintSetupState) -> None:
                 endpoint = f"{state.name_prefix}.{state.name}.{action_name}".lstrip(".")
@@ -247,4 +246,3 @@ def _state(app: Any) -> HxState:
             "Create HxActions(app) (or call hx.init_app(app)) before registering an "
             "ActionsBlueprint on the app."
         ) from None
-

@@ -1,8 +1,8 @@
-"""One exception per kind of refusal, each a Werkzeug HTTP exception with a status and a message.
+"""One exception per kind of refusal: a Werkzeug HTTP exception with a status and a message.
 
-An app can register its own handler for any of them (``app.register_error_handler(OriginRefused, ...)``),
-or for the status code (``@app.errorhandler(403)``): Flask prefers both to the library's own
-handler, which is registered for :class:`ActionRefused` only as the fallback.
+An app can register its own handler for one of them (``app.register_error_handler(OriginRefused,
+handler)``) or for a status code (``@app.errorhandler(403)``): Flask prefers both to the library's
+own handler, which is registered for :class:`ActionRefused` only, as the fallback.
 """
 
 from __future__ import annotations
@@ -38,11 +38,13 @@ class OriginRefused(ActionRefused, Forbidden):
     description = "This form was submitted from another site and was refused."
 
 
-class CSRFRefused(ActionRefused, CSRFError):
+class CSRFRefused(ActionRefused, CSRFError):  # type: ignore[misc]
     """400: the CSRF token is missing, wrong or expired (a Flask-WTF ``CSRFError``)."""
 
     hx_code = "csrf"
-    description = "The form has expired or was not sent by this site. Reload the page and try again."
+    description = (
+        "The form has expired or was not sent by this site. Reload the page and try again."
+    )
 
 
 class BoundArgumentsInvalid(ActionRefused, BadRequest):

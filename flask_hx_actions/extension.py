@@ -44,7 +44,7 @@ DEFAULTS: dict[str, Any] = {
 
 
 def _package_dir(name: str) -> str:
-    """``static/`` and ``templates/`` sit inside the package in a wheel and beside it in a checkout."""
+    """``static/`` and ``templates/``: inside the package in a wheel, beside it in a checkout."""
     here = Path(__file__).resolve().parent
     for candidate in (here / name, here.parent / name):
         if candidate.is_dir():

@@ -154,8 +154,8 @@ def action_form(
     target: str | None = None,
     swap: str | None = None,
     label: str | None = None,
-    next: str | None = None,  # noqa: A002 - the form field is called "next"
-    id: str | None = None,  # noqa: A002 - mirrors the HTML attribute
+    next: str | None = None,
+    id: str | None = None,
     caller: Any = None,
     **attrs: Any,
 ) -> Markup:
@@ -271,7 +271,7 @@ def field_errors(name: str) -> Markup:
 def field(
     name: str,
     label: str | None = None,
-    type: str = "text",  # noqa: A002 - mirrors the HTML attribute
+    type: str = "text",
     *,
     options: Iterable[tuple[Any, Any]] | None = None,
     value: Any = None,
@@ -313,10 +313,7 @@ def field(
     else:
         control = f'<input type="{escape(type)}"{common} value="{escape(current)}">'
     label_html = f'<label for="{escape(input_id)}">{escape(shown_label)}</label>'
-    if type == "checkbox":
-        inner = f"{control} {label_html}"
-    else:
-        inner = f"{label_html}{control}"
+    inner = f"{control} {label_html}" if type == "checkbox" else f"{label_html}{control}"
     slot = error_slot(form.form_id, name, errors)
     return Markup(f'<div class="hx-field">{inner}{slot}</div>')
 

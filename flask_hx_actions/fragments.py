@@ -24,7 +24,9 @@ TagsSpec = Iterable[str] | Callable[..., Iterable[str]] | None
 
 # Elements the HTML parser drops or moves when they stand alone: out-of-band copies of them
 # travel inside <template>, as htmx's hx-swap-oob documentation describes for tables.
-_TABLE_PARTS = frozenset({"tr", "td", "th", "thead", "tbody", "tfoot", "colgroup", "caption", "col"})
+_TABLE_PARTS = frozenset(
+    {"tr", "td", "th", "thead", "tbody", "tfoot", "colgroup", "caption", "col"}
+)
 _ELEMENT = re.compile(r"^[a-z][a-z0-9-]*$")
 _ID_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 
@@ -75,7 +77,7 @@ class Fragment:
                 required.add(param.name)
         try:
             hints = typing.get_type_hints(func)
-        except Exception:  # noqa: BLE001 - unresolvable hints: keep strings
+        except Exception:
             hints = {}
         converters = {p: _converter(hints.get(p, str)) for p in params}
         tags_func = tags if callable(tags) else None

@@ -104,7 +104,9 @@ def state_for(key: str) -> FormState:
     entry = take()
     if entry is None or entry.get("k") != key:
         return EMPTY_STATE
-    return FormState(values=entry.get("v") or {}, errors=entry.get("e") or {}, message=entry.get("m"))
+    return FormState(
+        values=entry.get("v") or {}, errors=entry.get("e") or {}, message=entry.get("m")
+    )
 
 
 def _size(value: Any) -> int:

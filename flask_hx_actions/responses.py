@@ -14,7 +14,7 @@ import secrets
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from flask import Flask, Response, jsonify, redirect, render_template, request
+from flask import Flask, Response, jsonify, render_template, request
 
 from . import forms
 from .fragments import Fragment, FragmentError, parse_region_token
@@ -61,7 +61,9 @@ def back_target(app: Flask) -> str:
 
 
 def see_other(location: str) -> Response:
-    return redirect(location, code=303)
+    response = Response(status=303)
+    response.headers["Location"] = location
+    return response
 
 
 # -- success -------------------------------------------------------------------------------------
@@ -214,7 +216,12 @@ def server_error(kind: str, request_id: str) -> Response:
     message = f"{_SERVER_ERROR} (request id {request_id})"
     if kind == "json":
         response = jsonify(
-            {"ok": False, "code": "server_error", "message": _SERVER_ERROR, "request_id": request_id}
+            {
+                "ok": False,
+                "code": "server_error",
+                "message": _SERVER_ERROR,
+                "request_id": request_id,
+            }
         )
         response.status_code = 500
         return response
@@ -224,4 +231,3 @@ def server_error(kind: str, request_id: str) -> Response:
         "hx_actions/error.html", status=500, message=_SERVER_ERROR, request_id=request_id
     )
     return Response(html, status=500, mimetype="text/html")
-

@@ -1,4 +1,4 @@
-"""Typed results an action returns: :func:`ok`, :func:`fail`, :func:`redirect_to`, :func:`not_found`.
+"""Typed results of actions: :func:`ok`, :func:`fail`, :func:`redirect_to`, :func:`not_found`.
 
 Results are returned, not raised, so an action reads like a plain function and a unit test can
 look at what it returned. The pipeline turns a result into the answer the caller expects (a 303

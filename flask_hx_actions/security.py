@@ -1,4 +1,4 @@
-"""The security steps of the lifecycle: origin gate, CSRF token, signed bound arguments, safe redirects.
+"""Security steps of the lifecycle: origin gate, CSRF token, signed bound arguments, redirects.
 
 Each check raises one of the refusals in :mod:`flask_hx_actions.errors` before any user code runs.
 The CSRF token is Flask-WTF's (``validate_csrf``); the HTTPS Referer check that ``CSRFProtect``
@@ -65,9 +65,12 @@ def check_origin(request: Request, own: str, trusted: frozenset[str]) -> None:
     headers = request.headers
     origin = headers.get("Origin")
     site = headers.get("Sec-Fetch-Site")
-    if site is not None and site not in ("same-origin", "none"):
-        if site != "same-site" or origin is None or normalise_origin(origin) not in trusted:
-            raise OriginRefused()
+    if (
+        site is not None
+        and site not in ("same-origin", "none")
+        and (site != "same-site" or origin is None or normalise_origin(origin) not in trusted)
+    ):
+        raise OriginRefused()
     if origin is not None:
         if origin == "null":
             raise OriginRefused()
@@ -178,7 +181,7 @@ def is_safe_path(target: str) -> bool:
 
 
 def safe_target(value: str | None, own: str) -> str | None:
-    """``value`` as a same-origin path, or ``None``: accepts a path or an absolute URL of ``own``."""
+    """``value`` as a same-origin path, or ``None``: a path or an absolute URL of ``own``."""
     if not value:
         return None
     if value.startswith("/"):

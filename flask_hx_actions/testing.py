@@ -18,9 +18,8 @@ from typing import Any
 
 from flask import Flask, request
 from flask.ctx import RequestContext
-from flask.testing import FlaskClient
+from flask.testing import EnvironBuilder, FlaskClient
 from flask_wtf.csrf import generate_csrf
-from flask.testing import EnvironBuilder
 from werkzeug.test import TestResponse
 
 from . import security
@@ -31,7 +30,7 @@ class ActionClient(FlaskClient):
     """``FlaskClient`` plus :meth:`submit` and :meth:`hidden_fields`."""
 
     def hidden_fields(self, endpoint: str, bind: Mapping[str, Any] | None = None) -> dict[str, str]:
-        """The hidden inputs ``action_form(endpoint, bind=...)`` renders, for this client's session."""
+        """The hidden inputs ``action_form(endpoint, bind=...)`` renders, in this session."""
         app: Flask = self.application
         state = app.extensions["hx_actions"]
         action = state.actions[endpoint]
@@ -45,7 +44,6 @@ class ActionClient(FlaskClient):
             finally:
                 ctx.pop()
         return fields
-
 
     def submit(
         self,

@@ -1,4 +1,4 @@
-"""Adapters that validate a submitted form with a marshmallow ``Schema`` or a WTForms ``Form`` class.
+"""Adapters that validate a submitted form with a marshmallow ``Schema`` or a WTForms ``Form``.
 
 Both give the same thing to the pipeline: the validated values keyed by the names the action's
 parameters use, or errors keyed by the input names the form shows them under (``"_form"`` for
@@ -121,7 +121,7 @@ class Validator(Protocol):
     #: True when the form needs ``enctype="multipart/form-data"``.
     multipart: bool
     #: Input name -> label shown in the error summary.
-    labels: Mapping[str, str]
+    labels: dict[str, str]
 
     def validate(self, form: FormData, files: FormData) -> tuple[dict[str, Any], Errors]: ...
 
@@ -133,7 +133,7 @@ def make_validator(schema: Any) -> Validator:
     try:
         import wtforms
     except ImportError:  # pragma: no cover - WTForms is a dependency of Flask-WTF
-        wtforms = None  # type: ignore[assignment]
+        wtforms = None
     if wtforms is not None and isinstance(schema, type) and issubclass(schema, wtforms.Form):
         return WTFormsValidator(schema)
     raise TypeError(
