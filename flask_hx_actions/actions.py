@@ -16,7 +16,7 @@ from flask import Blueprint
 from flask.sansio.blueprints import BlueprintSetupState
 from werkzeug.datastructures import MultiDict
 
-from .fragments import Fragment, TagsSpec, _check_tags, _param_names
+from .fragments import CacheScope, Fragment, TagsSpec, _check_tags, _param_names
 from .results import Result, invalid
 from .validation import Validator, make_validator
 
@@ -221,16 +221,35 @@ class ActionsBlueprint(Blueprint):
         block: str | None = None,
         tags: TagsSpec = None,
         element: str = "div",
+        cache: CacheScope | None = None,
+        login_required: bool = False,
+        authorize: Authorize | None = None,
     ) -> Callable[[F], F]:
         """Register a fragment: a template (or one ``block`` of it) and a context function.
 
         The function's parameters are the fragment's parameters (DOM id ``name-<values>``);
         it returns the template context. ``tags`` are static or a function of the parameters.
+
+        :param element: the region's tag (``"li"`` for list rows, ``"tr"`` for table rows).
+        :param cache: ``None`` (render every time, the default), ``"user"`` (cached per session
+            and user) or ``"global"`` (shared by everyone; not for fragments with forms). Keys
+            include the versions of the fragment's tags, so an action's invalidation is immediate.
+        :param login_required: the fragment endpoint answers 401 to anonymous users, and pages
+            render the region empty for them.
+        :param authorize: ``authorize(**params) -> bool``, checked like ``login_required``.
         """
 
         def decorator(fn: F) -> F:
             fragment = Fragment.build(
-                name, fn, template=template, block=block, tags=tags, element=element
+                name,
+                fn,
+                template=template,
+                block=block,
+                tags=tags,
+                element=element,
+                cache=cache,
+                login_required=login_required,
+                authorize=authorize,
             )
             self.record(lambda state: _state(state.app).add_fragment(fragment))
             return fn

@@ -14,8 +14,10 @@ from typing import TYPE_CHECKING, Any
 from flask import Blueprint, Flask, g
 
 from . import forms, pipeline
+from .cache import make_stores
 from .errors import ActionRefused
 from .fragments import Fragment
+from .responses import fragment_endpoint
 
 if TYPE_CHECKING:
     from .actions import Action
@@ -40,6 +42,10 @@ DEFAULTS: dict[str, Any] = {
     "HX_ACTIONS_SQLALCHEMY_TRANSACTIONS": True,
     "HX_ACTIONS_STATIC_URL_PATH": "/_hx/static",
     "HX_ACTIONS_SESSION_SAMESITE": "Lax",
+    "HX_ACTIONS_REDIS_URL": None,
+    "HX_ACTIONS_FRAGMENT_CACHE_SIZE": 2000,
+    "HX_ACTIONS_FRAGMENT_CACHE_TTL": 300,
+    "HX_ACTIONS_FRAGMENTS_URL_PATH": "/_hx/fragments",
 }
 
 
@@ -62,6 +68,11 @@ class HxState:
         self.views: dict[str, Callable[..., Any]] = {}
         self.fragments: dict[str, Fragment] = {}
         self.url_cache: dict[tuple[str, str], str] = {}
+        #: Fragments seen rendering an action_form (they never get a 304: keys must be fresh).
+        self.fragment_forms: set[str] = set()
+        self.tag_versions, self.fragment_cache = make_stores(
+            app.config["HX_ACTIONS_REDIS_URL"], int(app.config["HX_ACTIONS_FRAGMENT_CACHE_SIZE"])
+        )
 
     def add_action(self, endpoint: str, action: Action, view: Callable[..., Any]) -> None:
         if endpoint in self.actions and self.actions[endpoint] is not action:
@@ -128,6 +139,11 @@ class HxActions:
             static_folder=_package_dir("static"),
             static_url_path=app.config["HX_ACTIONS_STATIC_URL_PATH"],
             template_folder=_package_dir("templates"),
+        )
+        assets.add_url_rule(
+            f"{app.config['HX_ACTIONS_FRAGMENTS_URL_PATH']}/<name>",
+            endpoint="fragment",
+            view_func=fragment_endpoint,
         )
         app.register_blueprint(assets)
 

@@ -127,17 +127,38 @@ def action_url(state: HxState, endpoint: str) -> str:
     return url
 
 
+# Cached fragments hold these markers where per-render values go; they are replaced by fresh
+# values each time the HTML is served. The random part keeps user content from forging them.
+_MARK = secrets.token_hex(8)
+_KEY_MARK = f"hx-key-{_MARK}"
+_CSRF_MARK = f"hx-csrf-{_MARK}"
+_MARKS = re.compile(f"hx-(key|csrf)-{_MARK}")
+
+
+def fill_placeholders(html: str) -> str:
+    if _MARK not in html:
+        return html
+    csrf = generate_csrf() if current_app.config.get("WTF_CSRF_ENABLED", True) else ""
+
+    def value(match: re.Match[str]) -> str:
+        return secrets.token_urlsafe(16) if match.group(1) == "key" else str(escape(csrf))
+
+    return _MARKS.sub(value, html)
+
+
 def hidden_inputs(action: Action, bind: Mapping[str, Any] | None, next_url: str | None) -> str:
     """The hidden inputs every action form carries: CSRF token, idempotency key, bound args."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     state = _hx_state()
+    placeholders = g.get("_hx_placeholders")
+    g._hx_form_rendered = True
     parts = []
     if app.config.get("WTF_CSRF_ENABLED", True):
         field_name = app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token")
-        parts.append(
-            f'<input type="hidden" name="{escape(field_name)}" value="{escape(generate_csrf())}">'
-        )
-    parts.append(f'<input type="hidden" name="_hx_key" value="{secrets.token_urlsafe(16)}">')
+        token = _CSRF_MARK if placeholders else escape(generate_csrf())
+        parts.append(f'<input type="hidden" name="{escape(field_name)}" value="{token}">')
+    key = _KEY_MARK if placeholders else secrets.token_urlsafe(16)
+    parts.append(f'<input type="hidden" name="_hx_key" value="{key}">')
     if bind:
         binding = security.session_binding(state.identity())
         token = security.sign_bound(app, action.endpoint, bind, binding)
@@ -321,10 +342,33 @@ def field(
 # -- fragments and head --------------------------------------------------------------------------
 
 
-def fragment(name: str, **params: Any) -> Markup:
-    """Render the registered fragment ``name`` inside its region element."""
-    frag = _hx_state().fragment(name)
-    return frag.region(frag.check_params(params))
+#: Set by hx-actions.js: this browser runs JavaScript, so lazy fragments may load after the page.
+JS_COOKIE = "hx_js"
+
+
+def fragment(name: str, *, lazy: bool = False, **params: Any) -> Markup:
+    """Render the registered fragment ``name`` inside its region element.
+
+    ``lazy=True`` renders an empty placeholder that htmx fills from the fragment endpoint once
+    the page has loaded (the Suspense equivalent), for browsers known to run JavaScript (the
+    ``hx_js`` cookie hx-actions.js sets); any other browser gets the fragment inline.
+    """
+    state = _hx_state()
+    frag = state.fragment(name)
+    params = frag.check_params(params)
+    if not frag.allowed(params, state.identity()):
+        return Markup(
+            f'<{frag.element} id="{escape(frag.dom_id(params))}"'
+            f' data-hx-fragment="{escape(name)}"></{frag.element}>'
+        )
+    if lazy and request.cookies.get(JS_COOKIE) == "1":
+        url = url_for("hx_actions.fragment", name=name, **params)
+        return Markup(
+            f'<{frag.element} id="{escape(frag.dom_id(params))}" data-hx-fragment="{escape(name)}"'
+            f' hx-get="{escape(url)}" hx-trigger="load" hx-swap="outerHTML" aria-busy="true">'
+            f"</{frag.element}>"
+        )
+    return frag.region(params)
 
 
 def hx_actions_head() -> Markup:

@@ -7,20 +7,23 @@ same markup serves the first page, the action's own swap and out-of-band refresh
 
 from __future__ import annotations
 
+import hashlib
 import inspect
+import json
 import re
 import typing
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode
 
-from flask import current_app, render_template
+from flask import current_app, g, render_template
 from markupsafe import Markup, escape
 
 from . import signals
 
 TagsSpec = Iterable[str] | Callable[..., Iterable[str]] | None
+CacheScope = Literal["user", "global"]
 
 # Elements the HTML parser drops or moves when they stand alone: out-of-band copies of them
 # travel inside <template>, as htmx's hx-swap-oob documentation describes for tables.
@@ -50,6 +53,9 @@ class Fragment:
     params: tuple[str, ...]
     required: frozenset[str]
     converters: Mapping[str, Callable[[str], Any]]
+    cache: CacheScope | None = None
+    login_required: bool = False
+    authorize: Callable[..., bool | None] | None = None
 
     @classmethod
     def build(
@@ -61,7 +67,12 @@ class Fragment:
         block: str | None,
         tags: TagsSpec,
         element: str,
+        cache: CacheScope | None = None,
+        login_required: bool = False,
+        authorize: Callable[..., bool | None] | None = None,
     ) -> Fragment:
+        if cache not in (None, "user", "global"):
+            raise ValueError(f"fragment {name!r}: cache= must be None, 'user' or 'global'.")
         if not _ELEMENT.match(element):
             raise ValueError(f"fragment {name!r}: element={element!r} is not an HTML tag name.")
         if template is None and block is not None:
@@ -95,6 +106,9 @@ class Fragment:
             params=tuple(params),
             required=frozenset(required),
             converters=converters,
+            cache=cache,
+            login_required=login_required,
+            authorize=authorize,
         )
 
     @property
@@ -152,9 +166,19 @@ class Fragment:
             return str(render_block(self.template, self.block, **context))
         return render_template(self.template, **context)
 
+    def allowed(self, params: Mapping[str, Any], identity: Any) -> bool:
+        """The fragment's own authorization (``login_required=``, ``authorize=``)."""
+        if self.login_required and identity is None:
+            return False
+        if self.authorize is not None:
+            names = _param_names(self.authorize)
+            call = {k: params[k] for k in names if k in params}
+            return current_app.ensure_sync(self.authorize)(**call) is not False
+        return True
+
     def region(self, params: Mapping[str, Any], *, oob: bool = False) -> Markup:
         """The fragment rendered inside its region element."""
-        inner = self.render_inner(params)
+        inner = self.render_inner(params) if self.cache is None else cached_inner(self, params)
         dom_id = self.dom_id(params)
         attrs = [f'id="{escape(dom_id)}"', f'data-hx-fragment="{escape(self.name)}"']
         if self.params:
@@ -176,6 +200,54 @@ class Fragment:
                 oob=oob,
             )
         return Markup(html)
+
+
+def cache_key(fragment: Fragment, params: Mapping[str, Any]) -> str:
+    """Fragment, parameters, versions of its tags and the user scope, hashed."""
+    state = current_app.extensions["hx_actions"]
+    tags = sorted(fragment.tags(params))
+    versions = state.tag_versions.get(tags)
+    if fragment.cache == "global":
+        scope = "*"
+    else:
+        from .security import session_binding
+
+        scope = session_binding(state.identity())
+    raw = json.dumps(
+        [fragment.name, _plain(params), [versions[t] for t in tags], scope], separators=(",", ":")
+    )
+    return hashlib.blake2b(raw.encode(), digest_size=16).hexdigest()
+
+
+def cached_inner(fragment: Fragment, params: Mapping[str, Any]) -> str:
+    """The fragment's HTML from the cache, with per-render values (CSRF token, idempotency keys)
+    filled in now: cached HTML holds placeholders for them."""
+    state = current_app.extensions["hx_actions"]
+    key = cache_key(fragment, params)
+    html = state.fragment_cache.get(key)
+    if html is None:
+        previous, previous_form = g.get("_hx_placeholders"), g.get("_hx_form_rendered", False)
+        g._hx_placeholders = True
+        g._hx_form_rendered = False
+        try:
+            html = fragment.render_inner(params)
+        finally:
+            g._hx_placeholders = previous
+            has_form = g.get("_hx_form_rendered", False)
+            g._hx_form_rendered = previous_form or has_form
+        if has_form:
+            state.fragment_forms.add(fragment.name)
+            if fragment.cache == "global":
+                raise TypeError(
+                    f"fragment {fragment.name!r} renders an action_form, whose CSRF token and "
+                    "bound arguments belong to one session: use cache='user', not 'global'."
+                )
+        state.fragment_cache.set(
+            key, html, int(current_app.config["HX_ACTIONS_FRAGMENT_CACHE_TTL"])
+        )
+    from .forms import fill_placeholders
+
+    return fill_placeholders(html)
 
 
 def parse_region_token(token: str) -> tuple[str, dict[str, str]]:

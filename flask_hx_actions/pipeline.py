@@ -137,6 +137,10 @@ def run(action: Action) -> Response:
     authorize(state, action, args, identity)  # 7
     try:
         result, tags = run_body(app, action, args)  # 8-10 (claim, body, commit)
+        if result.ok:
+            tags |= action.tags_for(args)
+            if tags:
+                state.tag_versions.bump(tags)
         if result.kind == "not_found":
             return respond_not_found(app, state, action, kind, bound, result)
         if not result.ok:

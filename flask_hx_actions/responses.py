@@ -79,6 +79,7 @@ def success(
     result: Result,
     tags: set[str],
 ) -> Response:
+    """``tags``: every tag the action invalidated (declared and passed to ``revalidate``)."""
     if result.kind == "redirect":
         location = result.redirect or "/"
         if kind == "plain":
@@ -90,7 +91,7 @@ def success(
         return see_other(success_target(app))
     if kind == "json":
         return jsonify({"ok": True, "code": None, "data": dict(result.data)})
-    return htmx_success(state, action, args, action.tags_for(args) | tags)
+    return htmx_success(state, action, args, tags)
 
 
 def htmx_success(
@@ -145,6 +146,60 @@ def _candidates(state: HxState) -> list[tuple[Fragment, dict[str, Any]]]:
         except FragmentError:
             continue  # untrusted input: a region we cannot name is not refreshed
     return out
+
+
+# -- the fragment endpoint ---------------------------------------------------------------------
+
+
+def fragment_endpoint(name: str) -> Response:
+    """``GET /_hx/fragments/<name>?<params>``: one fragment for the current user, under the
+    fragment's own authorization, with an ETag from its tags' versions (304 when unchanged;
+    never for fragments holding forms, whose idempotency keys must be fresh)."""
+    from flask import abort, current_app
+
+    state: HxState = current_app.extensions["hx_actions"]
+    fragment = state.fragments.get(name)
+    if fragment is None:
+        abort(404)
+    try:
+        params = fragment.convert(request.args.to_dict())
+    except FragmentError as exc:
+        abort(400, description=str(exc))
+    identity = state.identity()
+    if not fragment.allowed(params, identity):
+        abort(401 if identity is None else 403)
+    etag = _fragment_etag(state, fragment, params)
+    if etag is not None and etag in request.if_none_match:
+        response = Response(status=304)
+    else:
+        from flask import g
+
+        g._hx_form_rendered = False
+        response = Response(fragment.region(params), mimetype="text/html")
+        if g.get("_hx_form_rendered"):
+            state.fragment_forms.add(fragment.name)
+            etag = None
+    if etag is not None:
+        response.set_etag(etag)
+    response.headers["Cache-Control"] = "private, no-cache"
+    response.vary.add("Cookie")
+    response.vary.add("HX-Request")
+    return response
+
+
+def _fragment_etag(state: HxState, fragment: Fragment, params: Mapping[str, Any]) -> str | None:
+    if fragment.name in state.fragment_forms:
+        return None
+    from .fragments import cache_key
+
+    scoped = fragment if fragment.cache == "global" else _user_scoped(fragment)
+    return cache_key(scoped, params)
+
+
+def _user_scoped(fragment: Fragment) -> Fragment:
+    from dataclasses import replace
+
+    return fragment if fragment.cache == "user" else replace(fragment, cache="user")
 
 
 # -- failures --------------------------------------------------------------------------------------

@@ -259,5 +259,11 @@
     if (form) clearPending(form);
   });
 
+  // Tell the server this browser runs JavaScript: lazy fragments then load after the page
+  // instead of rendering inline (see fragment(..., lazy=True)).
+  if (!/(?:^|; )hx_js=1(?:;|$)/.test(document.cookie)) {
+    document.cookie = 'hx_js=1; path=/; SameSite=Lax';
+  }
+
   window.hxActions = Object.freeze({ version: '0.1.0' });
 })();

@@ -1,0 +1,122 @@
+"""Tag versions and the optional fragment cache, in process by default and in Redis when
+``HX_ACTIONS_REDIS_URL`` is set (so several workers agree).
+
+A tag's version goes up each time an action that invalidates it commits. A fragment's ETag and
+its cache key are built from the versions of its tags, so neither needs to be deleted: a new
+version makes a new key, and old entries age out (LRU in process, TTL in Redis).
+
+We keep this small store ourselves rather than use Flask-Caching: what it needs is two operations
+(versions of several tags in one round trip, and increments) plus a bounded LRU, and the cached
+HTML still gets its per-render values (CSRF token, idempotency keys) filled in at serve time.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+
+class TagVersions(Protocol):
+    def get(self, tags: Iterable[str]) -> dict[str, int]: ...
+
+    def bump(self, tags: Iterable[str]) -> None: ...
+
+
+class FragmentCache(Protocol):
+    def get(self, key: str) -> str | None: ...
+
+    def set(self, key: str, value: str, ttl: int) -> None: ...
+
+
+class MemoryTagVersions:
+    """Versions in this process (one worker); a lock keeps increments exact across threads."""
+
+    def __init__(self) -> None:
+        self._versions: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def get(self, tags: Iterable[str]) -> dict[str, int]:
+        versions = self._versions
+        return {tag: versions.get(tag, 0) for tag in tags}
+
+    def bump(self, tags: Iterable[str]) -> None:
+        with self._lock:
+            for tag in tags:
+                self._versions[tag] = self._versions.get(tag, 0) + 1
+
+
+class MemoryFragmentCache:
+    """A bounded LRU of rendered HTML (``HX_ACTIONS_FRAGMENT_CACHE_SIZE`` entries) with a TTL:
+    keys carry tag versions so entries do not go stale, but signed values inside them expire."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._entries: OrderedDict[str, tuple[float, str]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> str | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            if entry[0] < time.monotonic():
+                del self._entries[key]
+                return None
+            self._entries.move_to_end(key)
+            return entry[1]
+
+    def set(self, key: str, value: str, ttl: int) -> None:
+        with self._lock:
+            self._entries[key] = (time.monotonic() + ttl, value)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+
+
+class RedisTagVersions:
+    """Versions in a Redis hash, shared by every worker and machine."""
+
+    def __init__(self, client: Any, prefix: str = "hx-actions") -> None:
+        self._redis = client
+        self._key = f"{prefix}:tag-versions"
+
+    def get(self, tags: Iterable[str]) -> dict[str, int]:
+        tags = list(tags)
+        if not tags:
+            return {}
+        values = self._redis.hmget(self._key, tags)
+        return {tag: int(v) if v is not None else 0 for tag, v in zip(tags, values, strict=True)}
+
+    def bump(self, tags: Iterable[str]) -> None:
+        tags = list(tags)
+        if not tags:
+            return
+        pipe = self._redis.pipeline(transaction=False)
+        for tag in tags:
+            pipe.hincrby(self._key, tag, 1)
+        pipe.execute()
+
+
+class RedisFragmentCache:
+    def __init__(self, client: Any, prefix: str = "hx-actions") -> None:
+        self._redis = client
+        self._prefix = f"{prefix}:fragment:"
+
+    def get(self, key: str) -> str | None:
+        value = self._redis.get(self._prefix + key)
+        return None if value is None else bytes(value).decode()
+
+    def set(self, key: str, value: str, ttl: int) -> None:
+        self._redis.set(self._prefix + key, value.encode(), ex=max(1, ttl))
+
+
+def make_stores(redis_url: str | None, size: int) -> tuple[TagVersions, FragmentCache]:
+    if not redis_url:
+        return MemoryTagVersions(), MemoryFragmentCache(size)
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    return RedisTagVersions(client), RedisFragmentCache(client)
