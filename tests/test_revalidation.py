@@ -1,0 +1,321 @@
+"""Revalidation registry: fragment endpoint, lazy fragments, tag versions and the fragment cache."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from flask import Flask, render_template_string, session
+from jinja2 import DictLoader
+
+from flask_hx_actions import ActionsBlueprint, HxActions, ok, revalidate
+from flask_hx_actions.cache import MemoryFragmentCache, RedisFragmentCache, RedisTagVersions
+from flask_hx_actions.signals import fragment_rendered
+from flask_hx_actions.testing import ActionClient
+
+TEMPLATES = {
+    "row.html": "{{ t.title }}:{{ 'x' if t.done else ' ' }}"
+    "{{ action_form('todos.toggle', bind={'id': t.id}, label='Toggle') }}",
+    "stats.html": "{{ done }} of {{ total }} done",
+    "widgets.html": "{% for w in widgets %}<h2>{{ w }}</h2>{% endfor %}",
+    "secret.html": "secret for {{ user }}",
+    "page.html": "{{ fragment('stats') }}{{ fragment('widgets', lazy=True) }}"
+    "<ul>{% for id in ids %}{{ fragment('todo', id=id) }}{% endfor %}</ul>",
+}
+
+
+def make_app(**config: Any) -> tuple[Flask, dict[str, Any]]:
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY="test", TESTING=True, **config)
+    app.test_client_class = ActionClient
+    app.jinja_loader = DictLoader(TEMPLATES)
+    hx = HxActions(app, identity=lambda: session.get("user"))
+    calls: dict[str, Any] = {
+        "widgets": 0,
+        "todos": {i: {"id": i, "title": f"T{i}", "done": False} for i in (1, 2, 3)},
+    }
+    todos = calls["todos"]
+    bp = ActionsBlueprint("todos", __name__, url_prefix="/todos")
+
+    @bp.action("toggle", tags=lambda id: [f"todo:{id}", "stats"], fragment="todo")
+    def toggle(id: int) -> None:
+        todos[id]["done"] = not todos[id]["done"]
+
+    @bp.action("rename_all")
+    def rename_all() -> Any:
+        for todo in todos.values():
+            todo["title"] += "!"
+        revalidate("todos")
+        return ok()
+
+    @bp.fragment("todo", template="row.html", tags=lambda id: [f"todo:{id}", "todos"], element="li")
+    def todo(id: int) -> dict[str, Any]:
+        return {"t": todos[id]}
+
+    @bp.fragment("stats", template="stats.html", tags=["stats"], element="p")
+    def stats() -> dict[str, Any]:
+        return {"done": sum(t["done"] for t in todos.values()), "total": len(todos)}
+
+    @bp.fragment(
+        "widgets", template="widgets.html", tags=["widgets"], cache="global", element="section"
+    )
+    def widgets() -> dict[str, Any]:
+        calls["widgets"] += 1
+        return {"widgets": ["W1", "W2"]}
+
+    @bp.fragment(
+        "secret", template="secret.html", tags=["secret"], login_required=True, cache="user"
+    )
+    def secret() -> dict[str, Any]:
+        return {"user": session.get("user")}
+
+    @bp.fragment(
+        "mine", template="row.html", tags=["todos"], cache="user", authorize=lambda id: id != 3
+    )
+    def mine(id: int) -> dict[str, Any]:
+        return {"t": todos[id]}
+
+    @bp.fragment("global_form", template="row.html", tags=["todos"], cache="global")
+    def global_form() -> dict[str, Any]:
+        return {"t": todos[1]}
+
+    app.register_blueprint(bp)
+
+    @app.get("/")
+    def index() -> str:
+        return render_template_string("{% include 'page.html' %}", ids=[1, 2, 3])
+
+    @app.get("/login/<user>")
+    def login(user: str) -> str:
+        session["user"] = user
+        return "ok"
+
+    del hx
+    return app, calls
+
+
+@pytest.fixture
+def app_calls() -> tuple[Flask, dict[str, Any]]:
+    return make_app()
+
+
+@pytest.fixture
+def renders() -> Iterator[list[dict[str, Any]]]:
+    seen: list[dict[str, Any]] = []
+
+    def receiver(sender: Flask, **extra: Any) -> None:
+        seen.append(extra)
+
+    fragment_rendered.connect(receiver)
+    try:
+        yield seen
+    finally:
+        fragment_rendered.disconnect(receiver)
+
+
+def test_toggle_renders_exactly_the_row_and_the_stats(app_calls, renders):
+    app, _ = app_calls
+    client = app.test_client()
+    client.get("/")
+    renders.clear()
+    response = client.submit("todos.toggle", bind={"id": 2}, htmx=True, regions="stats widgets")
+    assert response.status_code == 200
+    assert [(r["dom_id"], r["oob"]) for r in renders] == [("todo-2", False), ("stats", True)]
+    assert '<p id="stats" data-hx-fragment="stats" hx-swap-oob="true">1 of 3 done</p>' in (
+        response.text
+    )
+
+
+def test_revalidate_inside_the_action_refreshes_listed_parametrised_regions(app_calls, renders):
+    app, _ = app_calls
+    client = app.test_client()
+    response = client.submit("todos.rename_all", htmx=True, regions="todo?id=1 todo?id=3 stats")
+    assert response.status_code == 200
+    assert response.headers["HX-Reswap"] == "none"
+    assert sorted(r["dom_id"] for r in renders) == ["todo-1", "todo-3"]
+    assert "T1!" in response.text and "T3!" in response.text
+
+
+def test_regions_header_with_unknown_or_malformed_tokens_is_ignored(app_calls, renders):
+    app, _ = app_calls
+    client = app.test_client()
+    response = client.submit(
+        "todos.rename_all", htmx=True, regions="nope todo?id=abc todo?zzz=1 todo?id=2"
+    )
+    assert response.status_code == 200
+    assert [r["dom_id"] for r in renders] == ["todo-2"]
+
+
+def test_fragment_endpoint_renders_one_region(app_calls):
+    app, _ = app_calls
+    response = app.test_client().get("/_hx/fragments/stats")
+    assert response.status_code == 200
+    assert response.text == '<p id="stats" data-hx-fragment="stats">0 of 3 done</p>'
+    assert response.headers["Cache-Control"] == "private, no-cache"
+
+
+def test_fragment_endpoint_converts_parameters_through_type_hints(app_calls):
+    app, _ = app_calls
+    client = app.test_client()
+    assert client.get("/_hx/fragments/todo?id=2").status_code == 200
+    assert client.get("/_hx/fragments/todo?id=two").status_code == 400
+    assert client.get("/_hx/fragments/todo?id=2&x=1").status_code == 400
+    assert client.get("/_hx/fragments/todo").status_code == 400
+    assert client.get("/_hx/fragments/nope").status_code == 404
+
+
+def test_fragment_endpoint_etag_gives_304_until_a_tag_is_invalidated(app_calls):
+    app, _ = app_calls
+    client = app.test_client()
+    first = client.get("/_hx/fragments/stats")
+    etag = first.headers["ETag"]
+    again = client.get("/_hx/fragments/stats", headers={"If-None-Match": etag})
+    assert again.status_code == 304
+    client.submit("todos.toggle", bind={"id": 1})
+    after = client.get("/_hx/fragments/stats", headers={"If-None-Match": etag})
+    assert after.status_code == 200
+    assert after.text.endswith("1 of 3 done</p>")
+
+
+def test_fragment_with_forms_never_gets_a_304_so_keys_stay_fresh(app_calls):
+    app, _ = app_calls
+    client = app.test_client()
+    first = client.get("/_hx/fragments/todo?id=1")
+    assert "ETag" not in first.headers
+    second = client.get("/_hx/fragments/todo?id=1", headers={"If-None-Match": "*"})
+    assert second.status_code == 200
+
+
+def test_fragment_endpoint_requires_login_when_the_fragment_does(app_calls):
+    app, _ = app_calls
+    client = app.test_client()
+    assert client.get("/_hx/fragments/secret").status_code == 401
+    client.get("/login/alice")
+    response = client.get("/_hx/fragments/secret")
+    assert response.status_code == 200
+    assert "secret for alice" in response.text
+
+
+def test_fragment_endpoint_runs_the_fragments_authorize(app_calls):
+    app, _ = app_calls
+    client = app.test_client()
+    client.get("/login/alice")
+    assert client.get("/_hx/fragments/mine?id=1").status_code == 200
+    assert client.get("/_hx/fragments/mine?id=3").status_code == 403
+
+
+def test_user_cached_fragment_never_reaches_another_user(app_calls):
+    app, _ = app_calls
+    alice, bob = app.test_client(), app.test_client()
+    alice.get("/login/alice")
+    bob.get("/login/bob")
+    assert "secret for alice" in alice.get("/_hx/fragments/secret").text
+    assert "secret for alice" in alice.get("/_hx/fragments/secret").text  # from the cache
+    bobs = bob.get("/_hx/fragments/secret").text
+    assert "secret for bob" in bobs
+    assert "alice" not in bobs
+
+
+def test_global_cache_renders_once_until_its_tag_changes(app_calls):
+    app, calls = app_calls
+    client = app.test_client()
+    for _ in range(3):
+        assert "<h2>W1</h2>" in client.get("/").text
+    assert calls["widgets"] == 1
+    with app.app_context():
+        app.extensions["hx_actions"].tag_versions.bump(["widgets"])
+    client.get("/")
+    assert calls["widgets"] == 2
+
+
+def test_cached_fragment_with_a_form_gets_fresh_keys_and_a_valid_token_each_time(app_calls):
+    app, _ = app_calls
+    client = app.test_client()
+    client.get("/login/alice")
+    first = client.get("/_hx/fragments/mine?id=1").text
+    second = client.get("/_hx/fragments/mine?id=1").text
+    key = re.compile(r'name="_hx_key" value="([^"]+)"')
+    assert key.search(first).group(1) != key.search(second).group(1)
+    assert "hx-key-" not in second and "hx-csrf-" not in second
+    token = re.search(r'name="csrf_token" value="([^"]+)"', second).group(1)
+    bound = re.search(r'name="_hx_bound" value="([^"]+)"', second).group(1)
+    response = client.post(
+        "/todos/toggle",
+        data={"csrf_token": token, "_hx_bound": bound, "_hx_key": "k" * 22},
+        headers={"Origin": "http://localhost"},
+    )
+    assert response.status_code == 303
+
+
+def test_global_cache_of_a_fragment_with_a_form_is_an_error(app_calls):
+    app, _ = app_calls
+    app.config["TESTING"] = True
+    with pytest.raises(TypeError, match="cache='user'"):
+        app.test_client().get("/_hx/fragments/global_form")
+
+
+def test_lazy_fragment_is_inline_without_the_js_cookie(app_calls):
+    app, _ = app_calls
+    page = app.test_client().get("/").text
+    assert '<section id="widgets" data-hx-fragment="widgets"><h2>W1</h2>' in page
+
+
+def test_lazy_fragment_is_a_placeholder_when_the_browser_runs_js(app_calls):
+    app, _ = app_calls
+    client = app.test_client()
+    client.set_cookie("hx_js", "1")
+    page = client.get("/").text
+    assert (
+        '<section id="widgets" data-hx-fragment="widgets" hx-get="/_hx/fragments/widgets"'
+        ' hx-trigger="load" hx-swap="outerHTML" aria-busy="true"></section>'
+    ) in page
+
+
+def test_page_renders_an_unauthorised_region_empty(app_calls):
+    app, _ = app_calls
+    with app.test_request_context():
+        html = render_template_string("{{ fragment('secret') }}")
+    assert html == '<div id="secret" data-hx-fragment="secret"></div>'
+
+
+def test_memory_fragment_cache_is_bounded_and_expires():
+    cache = MemoryFragmentCache(size=2)
+    cache.set("a", "A", ttl=60)
+    cache.set("b", "B", ttl=60)
+    cache.set("c", "C", ttl=60)
+    assert cache.get("a") is None
+    assert cache.get("c") == "C"
+    cache.set("d", "D", ttl=-1)
+    assert cache.get("d") is None
+
+
+def test_redis_stores_share_versions_and_fragments(redis_url):
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    versions = RedisTagVersions(client, prefix="test-hx")
+    assert versions.get(["a", "b"]) == {"a": 0, "b": 0}
+    versions.bump(["a"])
+    versions.bump(["a", "b"])
+    assert RedisTagVersions(client, prefix="test-hx").get(["a", "b"]) == {"a": 2, "b": 1}
+    cache = RedisFragmentCache(client, prefix="test-hx")
+    cache.set("k", "<p>é</p>", ttl=30)
+    assert cache.get("k") == "<p>é</p>"
+    assert cache.get("missing") is None
+    client.close()
+
+
+def test_two_apps_on_one_redis_see_each_others_invalidations(redis_url):
+    first, _ = make_app(HX_ACTIONS_REDIS_URL=redis_url)
+    second, calls = make_app(HX_ACTIONS_REDIS_URL=redis_url)
+    client = second.test_client()
+    client.get("/")
+    client.get("/")
+    assert calls["widgets"] <= 1
+    with first.app_context():
+        first.extensions["hx_actions"].tag_versions.bump(["widgets"])
+    before = calls["widgets"]
+    client.get("/")
+    assert calls["widgets"] == before + 1
