@@ -8,14 +8,12 @@ arguments are signed with itsdangerous (JSON, one salt per action, bound to the 
 
 from __future__ import annotations
 
-import hmac
-import json
 import secrets
 from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Flask, Request, session
+from flask import Flask, Request, g, session
 from flask_wtf.csrf import validate_csrf
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from wtforms.validators import ValidationError
@@ -128,19 +126,25 @@ def session_binding(identity: str | None) -> str:
 
 
 def _serializer(app: Flask, endpoint: str, binding: str) -> URLSafeTimedSerializer:
-    keys: list[Any] = [*(app.config.get("SECRET_KEY_FALLBACKS") or ()), app.secret_key]
-    if app.secret_key is None:
-        raise RuntimeError("flask-hx-actions needs app.secret_key to sign bound arguments.")
-    return URLSafeTimedSerializer(keys, salt=f"hx-actions.bound|{endpoint}|{binding}")
+    # A page signs one token per row, mostly for the same action and session: keep the
+    # serializer for the rest of the request instead of building it per row.
+    cache: dict[tuple[str, str], URLSafeTimedSerializer] = g.setdefault("_hx_serializers", {})
+    found = cache.get((endpoint, binding))
+    if found is None:
+        if app.secret_key is None:
+            raise RuntimeError("flask-hx-actions needs app.secret_key to sign bound arguments.")
+        keys: list[Any] = [*(app.config.get("SECRET_KEY_FALLBACKS") or ()), app.secret_key]
+        found = URLSafeTimedSerializer(keys, salt=f"hx-actions.bound|{endpoint}|{binding}")
+        cache[(endpoint, binding)] = found
+    return found
 
 
 def sign_bound(app: Flask, endpoint: str, values: Mapping[str, Any], binding: str) -> str:
     """Sign ``values`` for ``endpoint``: readable by the client, not changeable by it."""
     try:
-        json.dumps(values)
+        return str(_serializer(app, endpoint, binding).dumps(dict(values)))
     except (TypeError, ValueError) as exc:
         raise TypeError(f"bind= values for {endpoint!r} must be JSON-serialisable: {exc}") from None
-    return str(_serializer(app, endpoint, binding).dumps(dict(values)))
 
 
 def verify_bound(
@@ -196,7 +200,3 @@ def safe_target(value: str | None, own: str) -> str | None:
         return None
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     return path if is_safe_path(path) else None
-
-
-def constant_time_equal(a: str, b: str) -> bool:
-    return hmac.compare_digest(a.encode(), b.encode())
