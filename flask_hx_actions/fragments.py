@@ -182,7 +182,7 @@ class Fragment:
         dom_id = self.dom_id(params)
         attrs = [f'id="{escape(dom_id)}"', f'data-hx-fragment="{escape(self.name)}"']
         if self.params:
-            attrs.append(f'data-hx-params="{escape(urlencode(_plain(params)))}"')
+            attrs.append(f'data-hx-fragment-params="{escape(urlencode(_plain(params)))}"')
             tags = self.tags(params)
             if tags:
                 attrs.append(f'data-hx-tags="{escape(" ".join(sorted(tags)))}"')

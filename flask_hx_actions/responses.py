@@ -106,10 +106,13 @@ def htmx_success(
         seen.add(own.dom_id(params))
         parts.append(own.region(params))
     if invalidated:
+        identity = state.identity()
         for fragment, params in _candidates(state):
             dom_id = fragment.dom_id(params)
             if dom_id in seen or not (fragment.tags(params) & invalidated):
                 continue
+            if not fragment.allowed(params, identity):
+                continue  # as on a page: a region the user may not see is not sent
             seen.add(dom_id)
             parts.append(fragment.region(params, oob=True))
     response = Response("".join(parts), mimetype="text/html")

@@ -165,7 +165,7 @@ def invalid(errors: Mapping[str, Sequence[str]], message: str | None = None) -> 
 
 def _check_json(data: Mapping[str, Any]) -> None:
     try:
-        json.dumps(data)
+        json.dumps(data, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise TypeError(
             f"ok() data must be JSON-serialisable: {exc}. Convert the value first "

@@ -89,7 +89,7 @@
     document.querySelectorAll('[data-hx-fragment]').forEach(function (region) {
       var name = region.getAttribute('data-hx-fragment');
       if (!name) return;
-      var params = region.getAttribute('data-hx-params');
+      var params = region.getAttribute('data-hx-fragment-params');
       if (params === null) {
         if (!seen[name]) { seen[name] = true; names.push(name); }
         return;

@@ -138,6 +138,16 @@ def test_revalidate_inside_the_action_refreshes_listed_parametrised_regions(app_
     assert "T1!" in response.text and "T3!" in response.text
 
 
+def test_listed_region_the_user_may_not_see_is_not_sent_out_of_band(app_calls, renders):
+    app, _ = app_calls
+    client = app.test_client()
+    client.get("/login/alice")
+    response = client.submit("todos.rename_all", htmx=True, regions="mine?id=3 mine?id=2")
+    assert response.status_code == 200
+    assert [r["dom_id"] for r in renders] == ["mine-2"]
+    assert "T3" not in response.text
+
+
 def test_regions_header_with_unknown_or_malformed_tokens_is_ignored(app_calls, renders):
     app, _ = app_calls
     client = app.test_client()

@@ -34,8 +34,10 @@ PAGE = f"""<!doctype html>
 <body>
   <p id="stats" data-hx-fragment="stats">0 done</p>
   <ul id="todo-list" data-hx-fragment="todo-list">
-    <li id="todo-7" data-hx-fragment="todo" data-hx-params="id=7" data-hx-tags="todo:7">Seven</li>
-    <li id="todo-8" data-hx-fragment="todo" data-hx-params="id=8" data-hx-tags="todo:8">Eight</li>
+    <li id="todo-7" data-hx-fragment="todo" data-hx-fragment-params="id=7"
+        data-hx-tags="todo:7">Seven</li>
+    <li id="todo-8" data-hx-fragment="todo" data-hx-fragment-params="id=8"
+        data-hx-tags="todo:8">Eight</li>
   </ul>
   <p id="stats-copy" data-hx-fragment="stats">0 done</p>
   <form id="{FORM_ID}" method="post" action="/todos/rename"
@@ -107,7 +109,7 @@ def server(live_server: Callable[[Flask], str], static_dir: Path) -> Iterator[Se
             )
             return body, 422, headers
         body = (
-            f'<li id="todo-7" data-hx-fragment="todo" data-hx-params="id=7"'
+            f'<li id="todo-7" data-hx-fragment="todo" data-hx-fragment-params="id=7"'
             f' data-hx-tags="todo:7">{escape(title)}</li>'
             '<p id="stats" hx-swap-oob="true" data-hx-fragment="stats">1 done</p>' + _slots()
         )
