@@ -11,6 +11,7 @@ nothing was written.
 from __future__ import annotations
 
 import contextvars
+import io
 import logging
 import re
 import secrets
@@ -78,6 +79,19 @@ def limit_request_size(action: Action, config: Mapping[str, Any]) -> None:
     length = request.content_length
     if length is not None and length > limit:
         raise ContentTooLarge(description=f"The submitted data is larger than {_size(limit)}.")
+    if length is None and request.environ.get("wsgi.input_terminated"):
+        buffer_chunked_body(limit)
+
+
+def buffer_chunked_body(limit: int) -> None:
+    """A chunked body has no Content-Length: read at most ``limit + 1`` bytes now. Werkzeug's
+    limited stream would otherwise end a urlencoded body silently at the limit, and the action
+    would run on a truncated form."""
+    environ = request.environ
+    data = environ["wsgi.input"].read(limit + 1)
+    if len(data) > limit:
+        raise ContentTooLarge(description=f"The submitted data is larger than {_size(limit)}.")
+    environ["wsgi.input"] = io.BytesIO(data)  # still "terminated": it ends where the body ended
 
 
 def read_body() -> None:

@@ -274,7 +274,8 @@ def flatten_errors(messages: Any) -> Errors:
     def walk(node: Any, name: str) -> None:
         if isinstance(node, Mapping):
             for key, value in node.items():
-                if key in (None, "_schema"):
+                if key in (None, "_schema") or (isinstance(key, int) and name):
+                    # list items ("tags.1") report under the input's own name
                     walk(value, name or FORM_ERRORS)
                 else:
                     walk(value, f"{name}.{key}" if name else str(key))

@@ -1,0 +1,234 @@
+"""Markup of the template globals, compared with golden files in tests/golden/.
+
+The per-render random values (CSRF token, ``_hx_key``, ``_hx_bound``) are normalised first. To
+rewrite the golden files after a deliberate markup change: ``HX_UPDATE_GOLDEN=1 pytest
+tests/test_forms.py``, then read the diff.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from app_factory import Harness, contract_app, normalise
+
+GOLDEN = Path(__file__).resolve().parent / "golden"
+
+
+def assert_golden(name: str, html: str) -> None:
+    html = normalise(html).strip() + "\n"
+    path = GOLDEN / f"{name}.html"
+    if os.environ.get("HX_UPDATE_GOLDEN") == "1":
+        GOLDEN.mkdir(exist_ok=True)
+        path.write_text(html)
+    assert path.exists(), f"missing golden file {path} (HX_UPDATE_GOLDEN=1 writes it)"
+    assert html == path.read_text()
+
+
+@pytest.fixture
+def harness(tmp_path) -> Iterator[Harness]:
+    with contract_app(tmp_path / "app.db") as h:
+        h.add_item("First <item>")
+        yield h
+
+
+def render(harness: Harness, source: str, client=None) -> str:
+    """Render ``source`` in a real page request of ``client`` (a new one by default)."""
+    name = f"t{len(harness.templates)}.html"
+    harness.templates[name] = source
+    response = (client or harness.client()).get(f"/show/{name}")
+    assert response.status_code == 200, response.text
+    return response.text
+
+
+# -- action_form ---------------------------------------------------------------------------------
+
+
+def test_action_form_call_block(harness):
+    html = render(
+        harness,
+        '{% call action_form("items.add") %}{{ field("title", label="Title") }}'
+        "<button>Add</button>{% endcall %}",
+    )
+    assert_golden("action_form_call_block", html)
+
+
+def test_action_form_one_button(harness):
+    html = render(harness, '{{ action_form("items.toggle", bind={"id": 7}, label="Toggle") }}')
+    assert_golden("action_form_one_button", html)
+
+
+def test_action_form_options(harness):
+    html = render(
+        harness,
+        '{{ action_form("items.remove", bind={"id": 7}, label="Delete", next="/after?x=1&y=2",'
+        ' id="delete-7", class_="inline", hx_confirm="Sure?", disabled=False) }}',
+    )
+    assert_golden("action_form_options", html)
+
+
+def test_action_form_target_and_swap_override_the_own_fragment(harness):
+    html = render(
+        harness,
+        '{% call action_form("items.rename", bind={"id": 7}, target="#elsewhere",'
+        ' swap="innerHTML") %}{{ field("title") }}{% endcall %}',
+    )
+    assert_golden("action_form_target_swap", html)
+
+
+def test_action_form_with_file_fields_is_multipart(harness):
+    html = render(
+        harness,
+        '{% call action_form("items.upload") %}{{ field("file", type="file") }}'
+        '{{ field("caption") }}{% endcall %}',
+    )
+    assert_golden("action_form_multipart", html)
+
+
+def test_action_form_hidden_inputs(harness):
+    html = render(harness, '{{ action_form("items.toggle", bind={"id": 7}, label="Go") }}')
+    names = re.findall(r'<input type="hidden" name="([^"]+)"', html)
+    assert names == ["csrf_token", "_hx_key", "_hx_bound"]
+    html = render(harness, '{{ action_form("items.finish", label="Go") }}')
+    assert re.findall(r'<input type="hidden" name="([^"]+)"', html) == ["csrf_token", "_hx_key"]
+
+
+def test_action_form_renders_fresh_keys(harness):
+    client = harness.client()
+    first = render(harness, '{{ action_form("items.finish", label="Go") }}', client)
+    second = render(harness, '{{ action_form("items.finish", label="Go") }}', client)
+    key = re.compile(r'name="_hx_key" value="([^"]+)"')
+    assert key.search(first).group(1) != key.search(second).group(1)
+
+
+def test_action_form_uses_the_configured_csrf_field_name(tmp_path):
+    with contract_app(tmp_path / "c.db", WTF_CSRF_FIELD_NAME="token") as h:
+        html = render(h, '{{ action_form("items.finish", label="Go") }}')
+        assert '<input type="hidden" name="token" value="' in html
+        assert 'name="csrf_token"' not in html
+
+
+def test_the_macros_file_offers_the_same_helpers(harness):
+    html = render(
+        harness,
+        '{% from "hx_actions/macros.html" import action_form, field %}'
+        '{% call action_form("items.add") %}{{ field("title", label="Title") }}'
+        "<button>Add</button>{% endcall %}",
+    )
+    assert_golden("action_form_call_block", html)
+
+
+# -- fields --------------------------------------------------------------------------------------
+
+FIELDS = (
+    '{% call action_form("items.profile") %}'
+    '{{ field("name") }}\n{{ field("bio", type="textarea", rows=3) }}\n'
+    '{{ field("subscribe", type="checkbox") }}\n'
+    '{{ field("color", type="select", options=[("red", "Red"), ("green", "Green")]) }}\n'
+    '{{ field("password", type="password", autocomplete="new-password") }}\n'
+    '{{ field("note01", label="First note", value="preset", required=True) }}'
+    "{% endcall %}"
+)
+
+
+def test_fields(harness):
+    assert_golden("fields", render(harness, FIELDS))
+
+
+def test_fields_after_a_failed_submit_show_errors_and_old_values(harness):
+    client = harness.client()
+    client.submit(
+        "items.profile",
+        {
+            "name": "",
+            "bio": 'Hi <b>"there"</b>',
+            "subscribe": "on",
+            "color": "green",
+            "password": "short",
+            "note01": "typed",
+        },
+        referrer="http://localhost/",
+    )
+    assert_golden("fields_after_error", render(harness, FIELDS, client))
+
+
+HAND_WRITTEN = (
+    '{% call action_form("items.add") %}'
+    '<input name="title" value="{{ old("title") }}" aria-describedby="t-err">'
+    '{{ field_errors("title") }}{% endcall %}'
+)
+
+
+def test_old_and_field_errors_for_hand_written_inputs(harness):
+    assert_golden("old_field_errors", render(harness, HAND_WRITTEN))
+
+
+def test_old_and_field_errors_after_a_failed_submit(harness):
+    client = harness.client()
+    client.submit("items.add", {"title": "x" * 101}, referrer="http://localhost/")
+    assert_golden("old_field_errors_after_error", render(harness, HAND_WRITTEN, client))
+
+
+def test_field_outside_action_form_is_a_clear_error(harness):
+    harness.templates["bad.html"] = '{{ field("title") }}'
+    with pytest.raises(RuntimeError, match="action_form"):
+        harness.client().get("/show/bad.html")
+
+
+# -- fragments and head --------------------------------------------------------------------------
+
+
+def test_fragment_regions(harness):
+    html = render(
+        harness,
+        '{{ fragment("stats") }}\n{{ fragment("item-row", id=1) }}\n{{ fragment("item-list") }}',
+    )
+    assert_golden("fragments", html)
+
+
+def test_parametrised_fragment_region_attributes(harness):
+    html = render(harness, '{{ fragment("item-row", id=1) }}')
+    assert html.startswith(
+        '<li id="item-row-1" data-hx-fragment="item-row" data-hx-fragment-params="id=1"'
+        ' data-hx-tags="item:1">'
+    )
+    assert html.endswith("</li>")
+
+
+def test_non_parametrised_fragment_region_attributes(harness):
+    html = render(harness, '{{ fragment("stats") }}')
+    assert html == '<p id="stats" data-hx-fragment="stats">0 of 1 done</p>'
+
+
+def test_fragment_the_user_may_not_see_renders_an_empty_region(harness):
+    item = harness.add_item("Alice's", owner="alice")
+    html = render(harness, f'{{{{ fragment("item-note", id={item}) }}}}')
+    assert html == f'<div id="item-note-{item}" data-hx-fragment="item-note"></div>'
+
+
+def test_fragment_with_wrong_parameters_is_an_error(harness):
+    harness.templates["bad.html"] = '{{ fragment("item-row", ident=1) }}'
+    with pytest.raises(LookupError, match="item-row"):
+        harness.client().get("/show/bad.html")
+
+
+def test_hx_actions_head(harness):
+    assert_golden("hx_actions_head", render(harness, "{{ hx_actions_head() }}"))
+
+
+def test_hx_actions_head_scripts_are_served(harness):
+    html = render(harness, "{{ hx_actions_head() }}")
+    client = harness.client()
+    for src in re.findall(r'<script src="([^"]+)"', html):
+        response = client.get(src)
+        assert response.status_code == 200
+        response.close()
+
+
+def test_page_meta_token_and_form_tokens_agree(harness):
+    html = harness.client().get("/").text
+    meta = re.search(r'<meta name="csrf-token" content="([^"]+)"', html).group(1)
+    assert set(re.findall(r'name="csrf_token" value="([^"]+)"', html)) == {meta}
