@@ -11,6 +11,7 @@ import os
 import socket
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import NoReturn
 
 import pytest
@@ -37,10 +38,16 @@ def _port_open(host: str, port: int) -> bool:
         return False
 
 
+BROWSER_DIR = Path(__file__).resolve().parent / "browser"
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if SERVICE_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.services)
+    # Browser tests last: Playwright's sync API keeps an asyncio loop in the main thread for the
+    # rest of the session, and asgiref (async actions) refuses to run beside a running loop.
+    items.sort(key=lambda item: BROWSER_DIR in Path(str(item.path)).resolve().parents)
 
 
 @pytest.fixture(scope="session")
