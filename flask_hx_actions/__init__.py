@@ -21,11 +21,15 @@ from .errors import (
     OriginRefused,
 )
 from .extension import HxActions
+from .idempotency import IdempotencyKeyInFlight, IdempotencyKeyInvalid, IdempotencyKeyReused
 from .pipeline import revalidate
 from .results import Result, fail, not_found, ok, redirect_to
 from .validation import FileUpload, Upload
 
 __version__ = "0.1.0.dev0"
+
+# The idempotency stores need SQLAlchemy or redis, which are optional: import them from
+# flask_hx_actions.idempotency_stores.
 
 __all__ = [
     "Action",
@@ -36,6 +40,9 @@ __all__ = [
     "ContentTooLarge",
     "FileUpload",
     "HxActions",
+    "IdempotencyKeyInFlight",
+    "IdempotencyKeyInvalid",
+    "IdempotencyKeyReused",
     "InvalidUpload",
     "NotAuthenticated",
     "NotAuthorized",

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Flask, g
 
-from . import forms, pipeline
+from . import cli, forms, pipeline
 from .cache import make_stores
 from .errors import ActionRefused
 from .fragments import Fragment
@@ -42,6 +42,8 @@ DEFAULTS: dict[str, Any] = {
     "HX_ACTIONS_SQLALCHEMY_TRANSACTIONS": True,
     "HX_ACTIONS_STATIC_URL_PATH": "/_hx/static",
     "HX_ACTIONS_SESSION_SAMESITE": "Lax",
+    "HX_ACTIONS_IDEMPOTENCY_STORE": "auto",
+    "HX_ACTIONS_IDEMPOTENCY_TTL": 24 * 3600,
     "HX_ACTIONS_REDIS_URL": None,
     "HX_ACTIONS_FRAGMENT_CACHE_SIZE": 2000,
     "HX_ACTIONS_FRAGMENT_CACHE_TTL": 300,
@@ -153,6 +155,7 @@ class HxActions:
         app.before_request_funcs.setdefault(None, []).insert(0, pipeline.gate)
         app.after_request(pipeline.finish_response)
         app.register_error_handler(ActionRefused, pipeline.handle_refusal)
+        app.cli.add_command(cli.hx_actions_cli)
 
         app.jinja_env.globals.update(
             action_form=forms.action_form,

@@ -16,12 +16,12 @@ import logging
 import re
 import secrets
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from flask import Flask, Response, current_app, g, request
 from werkzeug.exceptions import NotFound, RequestEntityTooLarge
 
-from . import oldinput, responses, security, signals
+from . import idempotency, oldinput, responses, security, signals
 from .errors import (
     ActionRefused,
     BoundArgumentsInvalid,
@@ -149,8 +149,13 @@ def run(action: Action) -> Response:
         return respond_failure(app, state, action, kind, bound, invalid(errors))
     args = action.call_args(bound, values)
     authorize(state, action, args, identity)  # 7
+    pending = idempotency.prepare(app, action.endpoint, identity, kind)  # the key; 400 if malformed
+    claim: idempotency.Claim | None = None
     try:
-        result, tags = run_body(app, action, args)  # 8-10 (claim, body, commit)
+        done = run_body(app, state, action, kind, args, bound, pending)  # 8-10
+        result, tags, claim = done.result, done.tags, done.claim
+        if claim is not None and claim.outcome != "new":
+            return respond_again(app, state, action, kind, args, bound, claim)
         if result.ok:
             tags |= action.tags_for(args)
             if tags:
@@ -159,10 +164,17 @@ def run(action: Action) -> Response:
             return respond_not_found(app, state, action, kind, bound, result)
         if not result.ok:
             return respond_failure(app, state, action, kind, bound, result)
-        return responses.success(app, state, action, kind, args, bound, result, tags)  # 11-12
-    except NotFound:
+        response = done.answer  # built before the commit when it renders no fragments
+        if response is None:  # 11-12
+            response = responses.success(app, state, action, kind, args, bound, result, tags)
+        if claim is not None and not claim.transactional:
+            claim.complete(response)  # Redis: once the effects happened
+        return response
+    except (NotFound, ActionRefused):
         raise
     except Exception as error:
+        if claim is not None and claim.outcome == "new" and not claim.transactional:
+            claim.complete(None)  # the effects happened, the answer did not (no-op if released)
         if propagates(app):
             raise
         return handle_exception(app, action, error)
@@ -205,18 +217,69 @@ def authorize(state: HxState, action: Action, args: Mapping[str, Any], identity:
             raise refusal()
 
 
-def run_body(app: Flask, action: Action, args: dict[str, Any]) -> tuple[Result, set[str]]:
-    """Steps 8-10: the body inside a transaction that commits on success and rolls back on
-    ``fail``, ``not_found`` and exceptions."""
-    if signals.action_started.receivers:
-        signals.action_started.send(app, action=action)
-    with transaction(app) as tx:
-        returned, tags = call_collecting_tags(action, args)
-        result = as_result(action, returned)
-        tx.commit = result.ok
+class Done(NamedTuple):
+    """What steps 8-10 produced."""
+
+    result: Result
+    tags: set[str]
+    #: The idempotency claim; when its outcome is not "new", the body did not run.
+    claim: idempotency.Claim | None = None
+    #: The answer, when it renders no fragments and was built before the commit.
+    answer: Response | None = None
+
+
+def run_body(
+    app: Flask,
+    state: HxState,
+    action: Action,
+    kind: str,
+    args: dict[str, Any],
+    bound: Mapping[str, Any],
+    pending: idempotency.Pending | None = None,
+) -> Done:
+    """Steps 8-10: the idempotency claim, the body and (with the SQL store) the answer kept for
+    replays, in one transaction that commits on success and rolls back on ``fail``,
+    ``not_found`` and exceptions, which also free the key."""
+    claim = answer = None
+    try:
+        with transaction(app) as tx:
+            if pending is not None:
+                claim = pending.claim()  # 8: in the action's own transaction
+                if claim.outcome != "new":
+                    return Done(ok(), set(), claim)  # the body does not run, nothing is written
+            if signals.action_started.receivers:
+                signals.action_started.send(app, action=action)
+            returned, tags = call_collecting_tags(action, args)  # 9
+            result = as_result(action, returned)
+            tx.commit = result.ok
+            if claim is not None and result.ok and claim.transactional:
+                answer = answer_without_fragments(app, state, action, kind, args, bound, result)
+                claim.complete(answer)  # committed with the writes (None: replays re-render)
+    except BaseException:
+        if claim is not None:
+            claim.release()
+        raise
+    if claim is not None and not result.ok:
+        claim.release()
     if signals.action_finished.receivers:
         signals.action_finished.send(app, action=action, result=result)
-    return result, tags
+    return Done(result, tags, claim, answer)
+
+
+def answer_without_fragments(
+    app: Flask,
+    state: HxState,
+    action: Action,
+    kind: str,
+    args: Mapping[str, Any],
+    bound: Mapping[str, Any],
+    result: Result,
+) -> Response | None:
+    """The success answer when it renders no fragments (plain, JSON, redirects), else ``None``:
+    fragments are rendered after the commit only."""
+    if kind == "htmx" and result.kind != "redirect":
+        return None
+    return responses.success(app, state, action, kind, args, bound, result, set())
 
 
 def call_collecting_tags(action: Action, args: Mapping[str, Any]) -> tuple[Any, set[str]]:
@@ -294,6 +357,25 @@ def respond_failure(
     return responses.htmx_errors(app, action, bound, result)
 
 
+def respond_again(
+    app: Flask,
+    state: HxState,
+    action: Action,
+    kind: str,
+    args: Mapping[str, Any],
+    bound: Mapping[str, Any],
+    claim: idempotency.Claim,
+) -> Response:
+    """A key used before: its stored answer, 422 (other input) or 409 (not finished); or, when
+    the effects are committed without a stored answer, the success answer rendered again."""
+    if claim.outcome != "rerender":
+        return claim.respond()
+    tags = set(action.tags_for(args))
+    response = responses.success(app, state, action, kind, args, bound, ok(), tags)
+    response.headers[idempotency.REPLAYED_HEADER] = "true"
+    return response
+
+
 def respond_not_found(
     app: Flask, state: HxState, action: Action, kind: str, bound: Mapping[str, Any], result: Result
 ) -> Response:
@@ -321,10 +403,15 @@ def handle_refusal(error: ActionRefused) -> Response | ActionRefused:
     )
     kind = request_kind(request)
     if kind == "json":
-        return responses.json_refusal(error)
-    if kind == "htmx":
-        return responses.htmx_refusal(error)
-    return error
+        response = responses.json_refusal(error)
+    elif kind == "htmx":
+        response = responses.htmx_refusal(error)
+    else:
+        return error
+    retry_after = getattr(error, "retry_after", None)  # 409 of a key in flight, 429
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
+    return response
 
 
 def handle_exception(app: Flask, action: Action, error: BaseException) -> Response:

@@ -1,0 +1,335 @@
+"""The two idempotency stores: :class:`SQLAlchemyStore` (the default with Flask-SQLAlchemy)
+and :class:`RedisStore` (for actions that write elsewhere). :mod:`flask_hx_actions.idempotency`
+holds the semantics, the request side and the store protocol they implement.
+
+SQLAlchemy: one transaction for the claim, the writes and the answer
+--------------------------------------------------------------------
+The claim is an ``INSERT ... ON CONFLICT DO NOTHING`` of an ``in_flight`` row in ``db.session``,
+inside the pipeline's transaction; the answer is an ``UPDATE`` of that row in the same transaction,
+before the commit. So the claim, the action's writes and the answer commit together or not at all
+(``fail``, ``not_found``, exceptions roll all three back and the key is free again): there is no
+moment, and no crash, where effects are committed without their key or a key without its answer.
+On PostgreSQL (READ COMMITTED, the default) a concurrent duplicate's INSERT waits until the first
+transaction ends, then claims the key (after a rollback) or replays the committed answer. SQLite
+serialises writers (a duplicate waits up to the driver's busy timeout, 5 s by default).
+
+Fragments are rendered after the commit (that is when tag versions of the fragment cache go up),
+so an htmx answer that renders fragments cannot be stored before the commit: its row is marked
+``done`` without an answer, and a replay re-renders the fragments from the committed state
+(outcome ``rerender``) without running the body. Plain, JSON and redirect answers need no
+rendering and are stored whole. Storing the rendered answer in a second transaction after the
+commit was the alternative: byte-identical htmx replays, but one more commit per action (about
+1.5 ms on SQLite, four times the claim) and a window between the commits where a crash leaves the
+key without an answer.
+
+An ``in_flight`` row is visible to others only if something committed the session between the
+claim and the answer (an action body that calls ``commit()`` itself): it is then really in
+flight and a duplicate gets the 409; after ``pending_grace`` seconds without an answer it is taken
+as done (``rerender``), never run twice.
+
+Redis: a lease
+--------------
+``SET key value NX PX lease`` claims the key; the answer replaces the value on completion (kept
+for the TTL) and a failure deletes it. Both check an owner token, so a request whose lease ran
+out cannot overwrite or free a key another request holds now. A worker that dies mid-body keeps
+the key for ``lease`` seconds; then a retry runs the body again, since Redis cannot know whether
+the writes elsewhere happened.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import threading
+import weakref
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, cast
+
+import sqlalchemy as sa
+from flask import current_app
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from .idempotency import DONE, IN_FLIGHT, Claim, Outcome, StoredAnswer
+
+if TYPE_CHECKING:
+    import redis
+    from sqlalchemy.engine import CursorResult
+
+TABLE_NAME = "hx_actions_idempotency"
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+# -- SQLAlchemy ------------------------------------------------------------------------------------
+
+
+class SQLAlchemyStore:
+    """Keys in the table ``hx_actions_idempotency``, claimed and answered in the action's own
+    transaction.
+
+    The table is created on first use on the Flask-SQLAlchemy engine; :meth:`claim` and
+    :meth:`complete` run in ``db.session`` and rely on the pipeline to commit or roll back.
+    ``bind_key`` puts the table on another bind: then the claim is atomic only with the writes on
+    that bind. PostgreSQL and SQLite claim with ``ON CONFLICT``, other databases with a savepoint.
+
+    :param pending_grace: seconds after which a visible ``in_flight`` row counts as done
+        (``rerender``): something committed it, so the action's effects may be in.
+
+    >>> app.config["HX_ACTIONS_IDEMPOTENCY_STORE"] = SQLAlchemyStore()  # doctest: +SKIP
+    """
+
+    transactional = True
+
+    def __init__(
+        self,
+        db: Any = None,
+        *,
+        bind_key: str | None = None,
+        table_name: str = TABLE_NAME,
+        pending_grace: float = 60.0,
+    ) -> None:
+        self._db_object = db
+        self.bind_key = bind_key
+        self.pending_grace = pending_grace
+        self.table = sa.Table(
+            table_name,
+            sa.MetaData(info={"bind_key": bind_key}),
+            sa.Column("scope", sa.String(255), primary_key=True),
+            sa.Column("key", sa.String(128), primary_key=True),
+            sa.Column("fingerprint", sa.String(64), nullable=False),
+            sa.Column("state", sa.String(16), nullable=False),
+            sa.Column("status", sa.Integer),
+            sa.Column("headers", sa.Text),
+            sa.Column("body", sa.LargeBinary),
+            sa.Column("created_at", sa.DateTime, nullable=False),
+            sa.Column("expires_at", sa.DateTime, nullable=False, index=True),
+        )
+        self._ready: weakref.WeakSet[sa.Engine] = weakref.WeakSet()
+        self._lock = threading.Lock()
+
+    def _db(self) -> Any:
+        if self._db_object is not None:
+            return self._db_object
+        return current_app.extensions["sqlalchemy"]
+
+    def engine(self) -> sa.Engine:
+        """The engine of the store's bind in the current app."""
+        return cast(sa.Engine, self._db().engines[self.bind_key])
+
+    def ensure_table(self) -> None:
+        """Create the table when missing (once per engine; safe when processes race)."""
+        engine = self.engine()
+        if engine in self._ready:
+            return
+        with self._lock:
+            try:
+                with engine.begin() as conn:
+                    self.table.create(conn, checkfirst=True)
+            except sa.exc.SQLAlchemyError:
+                if not sa.inspect(engine).has_table(self.table.name):
+                    raise  # not another process creating it at the same moment
+            self._ready.add(engine)
+
+    def claim(self, scope: str, key: str, fingerprint: str, ttl: float) -> Claim:
+        """Insert the key as ``in_flight`` in ``db.session``'s transaction, or report the row
+        that holds it. An expired row is taken over as if it were absent."""
+        self.ensure_table()
+        session = self._db().session
+        table, c = self.table, self.table.c
+        now = _utcnow()
+        values = {
+            "scope": scope,
+            "key": key,
+            "fingerprint": fingerprint,
+            "state": IN_FLIGHT,
+            "created_at": now,
+            "expires_at": now + timedelta(seconds=ttl),
+        }
+        this = sa.and_(c.scope == scope, c.key == key)
+        for _ in range(5):  # the row can vanish between statements (rollback, purge)
+            if self._insert(session, values):
+                return Claim("new", scope, key, fingerprint, ttl, self)
+            # Flask-SQLAlchemy routes a SELECT to the default bind unless told the table.
+            found = session.execute(sa.select(table).where(this), bind_arguments={"clause": table})
+            row = found.one_or_none()
+            if row is None:
+                continue
+            if row.expires_at <= now:
+                takeover = sa.update(table).where(this, c.expires_at <= now)
+                reset = {"status": None, "headers": None, "body": None}
+                if _rowcount(session.execute(takeover.values(**values, **reset))):
+                    return Claim("new", scope, key, fingerprint, ttl, self)
+                continue
+            return self._outcome(row, fingerprint, ttl, now)
+        raise RuntimeError(f"idempotency key {key!r} could not be claimed")
+
+    def _insert(self, session: Any, values: Mapping[str, Any]) -> bool:
+        dialect = self.engine().dialect.name
+        if dialect in ("postgresql", "sqlite"):
+            insert = pg_insert if dialect == "postgresql" else sqlite_insert
+            stmt = insert(self.table).values(**values).on_conflict_do_nothing()
+            # RETURNING, because SQLAlchemy 2.1 with psycopg reports rowcount -1 for INSERTs.
+            return session.execute(stmt.returning(self.table.c.key)).first() is not None
+        try:
+            with session.begin_nested():
+                session.execute(sa.insert(self.table).values(**values))
+        except sa.exc.IntegrityError:
+            return False
+        return True
+
+    def _outcome(self, row: Any, fingerprint: str, ttl: float, now: datetime) -> Claim:
+        def claim(outcome: Outcome, answer: StoredAnswer | None = None) -> Claim:
+            return Claim(outcome, row.scope, row.key, fingerprint, ttl, self, answer)
+
+        if row.fingerprint != fingerprint:
+            return claim("mismatch")
+        if row.state == DONE:
+            if row.status is None:
+                return claim("rerender")
+            return claim("replay", StoredAnswer.from_parts(row.status, row.headers, row.body))
+        # Visible before its answer: the session was committed in the middle of the action.
+        if (now - row.created_at).total_seconds() < self.pending_grace:
+            return claim("conflict")
+        return claim("rerender")
+
+    def complete(self, claim: Claim, answer: StoredAnswer | None) -> None:
+        """Mark the key done with its answer, in ``db.session``'s transaction: call it before the
+        commit (after it, nothing would commit this write)."""
+        c = self.table.c
+        stored = {
+            "state": DONE,
+            "status": None if answer is None else answer.status,
+            "headers": None if answer is None else answer.headers_json(),
+            "body": None if answer is None else answer.body,
+            "expires_at": _utcnow() + timedelta(seconds=claim.ttl),
+        }
+        where = (
+            c.scope == claim.scope,
+            c.key == claim.key,
+            c.state == IN_FLIGHT,
+            c.fingerprint == claim.fingerprint,
+        )
+        self._db().session.execute(sa.update(self.table).where(*where).values(**stored))
+
+    def release(self, claim: Claim) -> None:
+        """Nothing to do: the rollback of the action's transaction removed the claim, and after
+        a commit the key must stay taken."""
+
+    def purge_expired(self) -> int:
+        """Delete expired rows; the number deleted."""
+        self.ensure_table()
+        with self.engine().begin() as conn:
+            result = conn.execute(sa.delete(self.table).where(self.table.c.expires_at <= _utcnow()))
+        return result.rowcount
+
+
+def _rowcount(result: Any) -> int:
+    return cast("CursorResult[Any]", result).rowcount
+
+
+# -- Redis -----------------------------------------------------------------------------------------
+
+# The value is "<owner token>\n<json>": only the request that claimed a key completes or frees it.
+_COMPLETE = """
+if string.sub(redis.call('GET', KEYS[1]) or '', 1, #ARGV[1]) == ARGV[1] then
+  return redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) and 1
+end
+return 0
+"""
+_RELEASE = """
+if string.sub(redis.call('GET', KEYS[1]) or '', 1, #ARGV[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+class RedisStore:
+    """Keys in Redis (redis-py), for actions whose writes are not in the app's database.
+
+    :param client: a ``redis.Redis`` client or a URL.
+    :param lease: seconds an unfinished claim holds its key; a worker that dies mid-body frees
+        it then (and a retry runs the body again), so keep it above the slowest action.
+
+    >>> store = RedisStore("redis://127.0.0.1:6379/0")  # doctest: +SKIP
+    >>> app.config["HX_ACTIONS_IDEMPOTENCY_STORE"] = store  # doctest: +SKIP
+    """
+
+    transactional = False
+
+    def __init__(
+        self,
+        client: redis.Redis | str,
+        *,
+        prefix: str = "hx-actions:idempotency:",
+        lease: float = 300.0,
+    ) -> None:
+        if isinstance(client, str):
+            import redis as redis_module
+
+            client = redis_module.Redis.from_url(client)
+        self.client = client
+        self.prefix = prefix
+        self.lease = lease
+        self._complete = client.register_script(_COMPLETE)
+        self._release = client.register_script(_RELEASE)
+
+    def _name(self, scope: str, key: str) -> str:
+        return f"{self.prefix}{scope}:{key}"
+
+    def claim(self, scope: str, key: str, fingerprint: str, ttl: float) -> Claim:
+        """``SET NX PX``: the key for this request, or the outcome of the one that has it."""
+        name = self._name(scope, key)
+        token = f"{secrets.token_hex(16)}\n"
+        value = token + json.dumps({"state": IN_FLIGHT, "fingerprint": fingerprint})
+        lease_ms = max(1, int(min(self.lease, ttl) * 1000))
+        for _ in range(5):  # the key can expire or be freed between SET and GET
+            if self.client.set(name, value, nx=True, px=lease_ms):
+                return Claim("new", scope, key, fingerprint, ttl, self, token=token)
+            raw = cast("bytes | None", self.client.get(name))
+            if raw is not None:
+                return self._outcome(raw, scope, key, fingerprint, ttl)
+        raise RuntimeError(f"idempotency key {key!r} could not be claimed")
+
+    def _outcome(self, raw: bytes, scope: str, key: str, fingerprint: str, ttl: float) -> Claim:
+        data = json.loads(raw.split(b"\n", 1)[1])
+        if data["fingerprint"] != fingerprint:
+            return Claim("mismatch", scope, key, fingerprint, ttl, self)
+        if data["state"] == IN_FLIGHT:
+            return Claim("conflict", scope, key, fingerprint, ttl, self)
+        if data.get("status") is None:
+            return Claim("rerender", scope, key, fingerprint, ttl, self)
+        answer = StoredAnswer.from_parts(
+            data["status"], json.dumps(data["headers"]), base64.b64decode(data["body"])
+        )
+        return Claim("replay", scope, key, fingerprint, ttl, self, answer)
+
+    def complete(self, claim: Claim, answer: StoredAnswer | None) -> None:
+        """Replace the claim by the answer, kept for the claim's TTL (only if still ours). Call it
+        once the action's effects happened (after any database commit)."""
+        data: dict[str, Any] = {"state": DONE, "fingerprint": claim.fingerprint, "status": None}
+        if answer is not None:
+            data.update(
+                status=answer.status,
+                headers=[list(h) for h in answer.headers],
+                body=base64.b64encode(answer.body).decode(),
+            )
+        value = claim.token + json.dumps(data, separators=(",", ":"))
+        ttl_ms = max(1, int(claim.ttl * 1000))
+        self._complete(keys=[self._name(claim.scope, claim.key)], args=[claim.token, value, ttl_ms])
+
+    def release(self, claim: Claim) -> None:
+        """Delete the claim (only if still ours), so a retry runs the action."""
+        self._release(keys=[self._name(claim.scope, claim.key)], args=[claim.token])
+
+    def purge_expired(self) -> int:
+        """Nothing to delete: Redis expires the keys itself."""
+        return 0
+
+
+__all__ = ["TABLE_NAME", "RedisStore", "SQLAlchemyStore"]

@@ -1,0 +1,683 @@
+"""Idempotency keys: the request side (key, scope, fingerprint) and the stores' API, on SQLite,
+PostgreSQL and Redis, inside Flask app contexts with Flask-SQLAlchemy."""
+
+from __future__ import annotations
+
+import io
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask, Response
+from flask_sqlalchemy import SQLAlchemy
+from werkzeug.datastructures import FileStorage, MultiDict
+
+from flask_hx_actions.cli import hx_actions_cli
+from flask_hx_actions.idempotency import (
+    REPLAYED_HEADER,
+    Claim,
+    IdempotencyKeyInFlight,
+    IdempotencyKeyInvalid,
+    IdempotencyKeyReused,
+    IdempotencyStore,
+    StoredAnswer,
+    fingerprint,
+    prepare,
+    request_key,
+    scope_for,
+    store_for,
+    ttl_seconds,
+)
+from flask_hx_actions.idempotency_stores import TABLE_NAME, RedisStore, SQLAlchemyStore
+from flask_hx_actions.responses import KEY_HEADER
+
+TTL = 3600.0
+FP = "a" * 64
+OTHER_FP = "b" * 64
+ITEMS = sa.Table(
+    "items",
+    sa.MetaData(),
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(50), nullable=False),
+)
+
+
+def make_app(database_url: str | None = None, **config: Any) -> tuple[Flask, SQLAlchemy | None]:
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY="test", TESTING=True, **config)
+    db = None
+    if database_url is not None:
+        app.config["SQLALCHEMY_DATABASE_URI"] = database_url
+        app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {"pool_size": 25, "max_overflow": 5}
+        if database_url.startswith("sqlite"):
+            app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {}
+        db = SQLAlchemy(app)
+        with app.app_context():
+            ITEMS.create(db.engine, checkfirst=True)
+    app.cli.add_command(hx_actions_cli)
+    return app, db
+
+
+def dispose(app: Flask, db: SQLAlchemy | None) -> None:
+    if db is not None:
+        with app.app_context():
+            db.session.remove()
+            for engine in db.engines.values():
+                engine.dispose()
+
+
+@dataclass
+class Backend:
+    """One store under test, with the transaction controls the pipeline would use."""
+
+    name: str
+    app: Flask
+    store: Any
+    db: SQLAlchemy | None
+    elsewhere: list[str] = field(default_factory=list)
+
+    @property
+    def sql(self) -> bool:
+        return self.db is not None
+
+    def commit(self) -> None:
+        if self.db is not None:
+            self.db.session.commit()
+
+    def rollback(self) -> None:
+        if self.db is not None:
+            self.db.session.rollback()
+
+    def finish(self, claim: Claim, response: Response | None) -> None:
+        """Store the answer and commit, in the pipeline's order for the store."""
+        if claim.transactional:
+            claim.complete(response)
+            self.commit()
+        else:
+            self.commit()
+            claim.complete(response)
+
+    def write(self, name: str) -> None:
+        if self.db is None:  # an action that writes elsewhere
+            self.elsewhere.append(name)
+        else:
+            self.db.session.execute(ITEMS.insert().values(name=name))
+
+    def items(self) -> int:
+        if self.db is None:
+            return len(self.elsewhere)
+        with self.db.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(ITEMS)).scalar_one())
+
+
+@pytest.fixture
+def sqlite_backend(tmp_path: Any) -> Iterator[Backend]:
+    app, db = make_app(f"sqlite:///{tmp_path / 'app.db'}")
+    yield Backend("sqlite", app, SQLAlchemyStore(), db)
+    dispose(app, db)
+
+
+@pytest.fixture
+def postgres_backend(postgres_url: str) -> Iterator[Backend]:
+    app, db = make_app(postgres_url)
+    yield Backend("postgres", app, SQLAlchemyStore(), db)
+    dispose(app, db)
+
+
+@pytest.fixture
+def redis_backend(redis_url: str) -> Iterator[Backend]:
+    app, _ = make_app()
+    store = RedisStore(redis_url)
+    yield Backend("redis", app, store, None)
+    store.client.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres", "redis"])
+def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
+    b: Backend = request.getfixturevalue(f"{request.param}_backend")
+    with b.app.app_context():
+        yield b
+
+
+def answer() -> Response:
+    response = Response("<div id='todo-list'>1</div>", status=200, mimetype="text/html")
+    response.headers["HX-Reswap"] = "none"
+    response.headers[KEY_HEADER] = "old-key-value"
+    response.headers["Set-Cookie"] = "session=secret"
+    response.headers["X-Request-ID"] = "abc"
+    return response
+
+
+# -- the stores ------------------------------------------------------------------------------------
+
+
+def test_first_claim_of_a_key_is_new(backend: Backend) -> None:
+    claim = backend.store.claim("todos.add|u:1", "key-0001", FP, TTL)
+    assert claim.outcome == "new"
+    assert (claim.scope, claim.key, claim.fingerprint) == ("todos.add|u:1", "key-0001", FP)
+
+
+def test_completed_key_replays_the_stored_answer(backend: Backend) -> None:
+    backend.finish(backend.store.claim("s", "key-0001", FP, TTL), answer())
+    again = backend.store.claim("s", "key-0001", FP, TTL)
+    assert again.outcome == "replay"
+    replayed = again.respond()
+    assert replayed.status_code == 200
+    assert replayed.get_data(as_text=True) == "<div id='todo-list'>1</div>"
+    assert replayed.headers["HX-Reswap"] == "none"
+    assert replayed.headers["Content-Type"] == "text/html; charset=utf-8"
+    assert replayed.headers[REPLAYED_HEADER] == "true"
+
+
+def test_replay_carries_a_fresh_form_key_and_no_cookie(backend: Backend) -> None:
+    backend.finish(backend.store.claim("s", "key-0001", FP, TTL), answer())
+    replayed = backend.store.claim("s", "key-0001", FP, TTL).respond()
+    assert replayed.headers[KEY_HEADER] not in ("", "old-key-value")
+    assert "Set-Cookie" not in replayed.headers
+    assert "X-Request-ID" not in replayed.headers
+
+
+def test_redirect_answer_replays_its_location(backend: Backend) -> None:
+    response = Response(status=303, headers={"Location": "/todos/"})
+    backend.finish(backend.store.claim("s", "key-0001", FP, TTL), response)
+    replayed = backend.store.claim("s", "key-0001", FP, TTL).respond()
+    assert (replayed.status_code, replayed.headers["Location"]) == (303, "/todos/")
+
+
+def test_done_key_with_other_input_is_a_mismatch(backend: Backend) -> None:
+    backend.finish(backend.store.claim("s", "key-0001", FP, TTL), answer())
+    claim = backend.store.claim("s", "key-0001", OTHER_FP, TTL)
+    assert claim.outcome == "mismatch"
+    with pytest.raises(IdempotencyKeyReused) as refused:
+        claim.respond()
+    assert refused.value.code == 422
+
+
+def test_unfinished_key_with_other_input_is_a_mismatch(backend: Backend) -> None:
+    backend.store.claim("s", "key-0001", FP, TTL)
+    backend.commit()
+    assert backend.store.claim("s", "key-0001", OTHER_FP, TTL).outcome == "mismatch"
+
+
+def test_unfinished_key_is_a_conflict_with_retry_after(backend: Backend) -> None:
+    backend.store.claim("s", "key-0001", FP, TTL)
+    backend.commit()  # SQL: as if the action body committed the session itself
+    claim = backend.store.claim("s", "key-0001", FP, TTL)
+    assert claim.outcome == "conflict"
+    with pytest.raises(IdempotencyKeyInFlight) as refused:
+        claim.respond()
+    response = refused.value.get_response()
+    assert (response.status_code, response.headers["Retry-After"]) == (409, "1")
+
+
+def test_key_completed_without_answer_is_rerendered(backend: Backend) -> None:
+    backend.finish(backend.store.claim("s", "key-0001", FP, TTL), None)
+    claim = backend.store.claim("s", "key-0001", FP, TTL)
+    assert claim.outcome == "rerender"
+    with pytest.raises(ValueError, match="no stored answer"):
+        claim.respond()
+
+
+def test_released_key_can_be_claimed_again(backend: Backend) -> None:
+    claim = backend.store.claim("s", "key-0001", FP, TTL)
+    backend.rollback()  # fail / not_found / exception: the pipeline rolls back ...
+    claim.release()  # ... and releases (Redis deletes; SQL has nothing left to do)
+    assert backend.store.claim("s", "key-0001", OTHER_FP, TTL).outcome == "new"
+
+
+def test_same_key_in_another_scope_is_new(backend: Backend) -> None:
+    backend.finish(backend.store.claim("todos.add|u:1", "key-0001", FP, TTL), answer())
+    assert backend.store.claim("todos.add|u:2", "key-0001", FP, TTL).outcome == "new"
+    assert backend.store.claim("todos.delete|u:1", "key-0001", FP, TTL).outcome == "new"
+
+
+def test_expired_key_is_claimed_again(backend: Backend) -> None:
+    backend.finish(backend.store.claim("s", "key-0001", FP, 0.2), answer())
+    time.sleep(0.3)
+    claim = backend.store.claim("s", "key-0001", OTHER_FP, TTL)
+    assert claim.outcome == "new"
+    backend.finish(claim, Response("second", status=201))
+    again = backend.store.claim("s", "key-0001", OTHER_FP, TTL)
+    assert again.outcome == "replay"
+    assert again.respond().get_data() == b"second"
+
+
+def test_purge_expired_deletes_only_expired_keys(backend: Backend) -> None:
+    backend.finish(backend.store.claim("s", "old-key-1", FP, 0.2), answer())
+    backend.finish(backend.store.claim("s", "new-key-1", FP, TTL), answer())
+    time.sleep(0.3)
+    purged = backend.store.purge_expired()
+    if backend.sql:
+        assert purged == 1
+        with backend.db.engine.connect() as conn:  # type: ignore[union-attr]
+            keys = conn.execute(sa.text(f"SELECT key FROM {TABLE_NAME}")).scalars().all()  # noqa: S608
+        assert keys == ["new-key-1"]
+    else:
+        assert purged == 0  # Redis expired it itself
+    assert backend.store.claim("s", "new-key-1", FP, TTL).outcome == "replay"
+
+
+class Broken:
+    def __init__(self, transactional: bool) -> None:
+        self.transactional = transactional
+
+    def complete(self, claim: Claim, answer: StoredAnswer | None) -> None:
+        raise ConnectionError("store down")
+
+    def release(self, claim: Claim) -> None:
+        raise ConnectionError("store down")
+
+
+def test_errors_of_a_store_outside_the_transaction_are_logged_not_raised(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    broken = Claim("new", "s", "key-0001", FP, TTL, Broken(False))  # type: ignore[arg-type]
+    with caplog.at_level(logging.WARNING, "flask_hx_actions"):
+        broken.complete(answer())  # the action happened: its caller still gets the answer
+        broken.release()
+    assert len(caplog.records) == 2
+
+
+def test_errors_of_a_transactional_store_roll_the_action_back() -> None:
+    broken = Claim("new", "s", "key-0001", FP, TTL, Broken(True))  # type: ignore[arg-type]
+    with pytest.raises(ConnectionError):
+        broken.complete(answer())
+
+
+# -- SQLAlchemy: the claim shares the action's transaction -----------------------------------------
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def sql(request: pytest.FixtureRequest) -> Iterator[Backend]:
+    b: Backend = request.getfixturevalue(f"{request.param}_backend")
+    with b.app.app_context():
+        yield b
+
+
+def test_table_is_created_on_first_use(sql: Backend) -> None:
+    assert not sa.inspect(sql.db.engine).has_table(TABLE_NAME)  # type: ignore[union-attr]
+    sql.store.claim("s", "key-0001", FP, TTL)
+    assert sa.inspect(sql.db.engine).has_table(TABLE_NAME)  # type: ignore[union-attr]
+
+
+def test_claim_rolls_back_with_the_actions_writes(sql: Backend) -> None:
+    assert sql.store.claim("s", "key-0001", FP, TTL).outcome == "new"
+    sql.write("milk")
+    sql.rollback()
+    assert sql.items() == 0
+    assert sql.store.claim("s", "key-0001", FP, TTL).outcome == "new"
+
+
+def test_claim_and_answer_commit_with_the_actions_writes(sql: Backend) -> None:
+    claim = sql.store.claim("s", "key-0001", FP, TTL)
+    sql.write("milk")
+    claim.complete(answer())
+    sql.commit()
+    assert sql.items() == 1
+    assert sql.store.claim("s", "key-0001", FP, TTL).outcome == "replay"
+
+
+def test_answer_rolls_back_with_the_actions_writes(sql: Backend) -> None:
+    claim = sql.store.claim("s", "key-0001", FP, TTL)
+    sql.write("milk")
+    claim.complete(answer())
+    sql.rollback()  # the commit failed
+    assert sql.items() == 0
+    assert sql.store.claim("s", "key-0001", FP, TTL).outcome == "new"
+
+
+def test_key_committed_without_answer_is_rerendered_after_the_grace(sql: Backend) -> None:
+    sql.store.claim("s", "key-0001", FP, TTL)
+    sql.commit()  # an action body committed the session, then its worker died
+    late = SQLAlchemyStore(pending_grace=0)
+    assert late.claim("s", "key-0001", FP, TTL).outcome == "rerender"
+
+
+def test_store_on_another_bind(tmp_path: Any) -> None:
+    app, db = make_app(
+        f"sqlite:///{tmp_path / 'app.db'}",
+        SQLALCHEMY_BINDS={"keys": f"sqlite:///{tmp_path / 'keys.db'}"},
+    )
+    try:
+        with app.app_context():
+            store = SQLAlchemyStore(bind_key="keys")
+            store.claim("s", "key-0001", FP, TTL)
+            db.session.commit()  # type: ignore[union-attr]
+            assert sa.inspect(db.engines["keys"]).has_table(TABLE_NAME)  # type: ignore[union-attr]
+            assert not sa.inspect(db.engine).has_table(TABLE_NAME)  # type: ignore[union-attr]
+            assert store.claim("s", "key-0001", FP, TTL).outcome == "conflict"
+    finally:
+        dispose(app, db)
+
+
+# -- concurrency -------------------------------------------------------------------------------
+
+
+def run_threads(count: int, work: Callable[[int], str]) -> list[str]:
+    barrier = threading.Barrier(count)
+    results: list[str] = [""] * count
+    errors: list[BaseException] = []
+
+    def target(i: int) -> None:
+        try:
+            barrier.wait(timeout=10)
+            results[i] = work(i)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=target, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors, errors
+    return results
+
+
+def submit(backend: Backend, key: str, hold: float = 0.2) -> str:
+    """What the pipeline does for one request: claim, write, commit, store the answer."""
+    with backend.app.app_context():
+        claim = backend.store.claim("todos.add|u:1", key, FP, TTL)
+        if claim.outcome != "new":
+            backend.rollback()
+            return claim.outcome
+        backend.write(key)
+        time.sleep(hold)  # the others pile up on the claim meanwhile
+        backend.finish(claim, Response("created", status=201))
+        return "new"
+
+
+def test_concurrent_claims_of_one_key_run_once_on_postgres(postgres_backend: Backend) -> None:
+    with postgres_backend.app.app_context():
+        postgres_backend.store.ensure_table()
+    outcomes = run_threads(20, lambda i: submit(postgres_backend, "same-key-1"))
+    # The others wait on the first transaction, then replay the answer it committed.
+    assert sorted(outcomes) == ["new"] + ["replay"] * 19
+    with postgres_backend.app.app_context():
+        assert postgres_backend.items() == 1
+
+
+def test_concurrent_claims_of_distinct_keys_all_run_on_postgres(
+    postgres_backend: Backend,
+) -> None:
+    with postgres_backend.app.app_context():
+        postgres_backend.store.ensure_table()
+    outcomes = run_threads(20, lambda i: submit(postgres_backend, f"key-{i:04d}", hold=0.0))
+    assert outcomes == ["new"] * 20
+    with postgres_backend.app.app_context():
+        assert postgres_backend.items() == 20
+
+
+@pytest.mark.parametrize(
+    ("first_ends", "second_gets"),
+    [("rollback", "new"), ("finish", "replay"), ("commit-without-answer", "conflict")],
+)
+def test_duplicate_waits_for_the_first_transaction_on_postgres(
+    postgres_backend: Backend, first_ends: str, second_gets: str
+) -> None:
+    b = postgres_backend
+    with b.app.app_context():
+        b.store.ensure_table()
+    claimed = threading.Event()
+
+    def first() -> None:
+        with b.app.app_context():
+            claim = b.store.claim("s", "key-0001", FP, TTL)
+            claimed.set()
+            time.sleep(0.5)
+            if first_ends == "rollback":
+                b.rollback()
+            elif first_ends == "finish":
+                b.finish(claim, answer())
+            else:
+                b.commit()
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    assert claimed.wait(10)
+    with b.app.app_context():
+        started = time.monotonic()
+        outcome = b.store.claim("s", "key-0001", FP, TTL).outcome
+        waited = time.monotonic() - started
+        b.rollback()
+    thread.join(10)
+    assert outcome == second_gets
+    assert waited > 0.2  # the INSERT waited for the first transaction to end
+
+
+def test_concurrent_claims_of_one_key_run_once_on_redis(redis_backend: Backend) -> None:
+    outcomes = run_threads(20, lambda i: submit(redis_backend, "same-key-1"))
+    assert outcomes.count("new") == 1
+    assert set(outcomes) - {"new"} <= {"replay", "conflict"}
+    assert redis_backend.items() == 1
+
+
+def test_redis_lease_frees_an_unfinished_key(redis_url: str) -> None:
+    store = RedisStore(redis_url, lease=0.1)
+    try:
+        store.claim("s", "key-0001", FP, TTL)
+        assert store.claim("s", "key-0001", FP, TTL).outcome == "conflict"
+        time.sleep(0.2)
+        assert store.claim("s", "key-0001", FP, TTL).outcome == "new"
+    finally:
+        store.client.close()
+
+
+def test_redis_late_owner_cannot_free_or_complete_a_reclaimed_key(redis_url: str) -> None:
+    store = RedisStore(redis_url, lease=0.1)
+    try:
+        late = store.claim("s", "key-0001", FP, TTL)
+        time.sleep(0.2)
+        current = store.claim("s", "key-0001", FP, TTL)
+        assert current.outcome == "new"
+        late.release()
+        late.complete(answer())
+        assert store.claim("s", "key-0001", FP, TTL).outcome == "conflict"
+    finally:
+        store.client.close()
+
+
+# -- the request side --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def app() -> Flask:
+    return make_app()[0]
+
+
+def test_key_comes_from_the_form_field(app: Flask) -> None:
+    with app.test_request_context(method="POST", data={"_hx_key": "abcdEFGH_-12"}):
+        from flask import request
+
+        assert request_key(request) == "abcdEFGH_-12"
+
+
+@pytest.mark.parametrize("header", ["abcdEFGH_-12", '"abcdEFGH_-12"', " abcdEFGH_-12 "])
+def test_key_comes_from_the_header_bare_or_quoted(app: Flask, header: str) -> None:
+    with app.test_request_context(method="POST", headers={"Idempotency-Key": header}):
+        from flask import request
+
+        assert request_key(request) == "abcdEFGH_-12"
+
+
+def test_no_key_or_empty_key_is_none(app: Flask) -> None:
+    with app.test_request_context(
+        method="POST", data={"_hx_key": ""}, headers={"Idempotency-Key": ""}
+    ):
+        from flask import request
+
+        assert request_key(request) is None
+
+
+@pytest.mark.parametrize("key", ["short7_", "x" * 129, "has space1", "semi;colon", "ünïcödé12"])
+def test_malformed_key_is_refused_with_400(app: Flask, key: str) -> None:
+    with app.test_request_context(method="POST", data={"_hx_key": key}):
+        from flask import request
+
+        with pytest.raises(IdempotencyKeyInvalid) as refused:
+            request_key(request)
+    assert refused.value.code == 400
+
+
+def test_field_and_header_must_agree(app: Flask) -> None:
+    same = {"_hx_key": "key-00001"}
+    with app.test_request_context(
+        method="POST", data=same, headers={"Idempotency-Key": "key-00001"}
+    ):
+        from flask import request
+
+        assert request_key(request) == "key-00001"
+    with (
+        app.test_request_context(
+            method="POST", data=same, headers={"Idempotency-Key": "key-00002"}
+        ),
+        pytest.raises(IdempotencyKeyInvalid),
+    ):
+        request_key(request)
+
+
+def form(**fields: Any) -> MultiDict[str, str]:
+    return MultiDict(list(fields.items()))
+
+
+def test_fingerprint_ignores_the_key_csrf_token_and_field_order() -> None:
+    files: MultiDict[str, FileStorage] = MultiDict()
+    a = MultiDict([("title", "Milk"), ("qty", "2"), ("_hx_key", "k1"), ("csrf_token", "t1")])
+    b = MultiDict([("qty", "2"), ("title", "Milk"), ("_hx_key", "k2"), ("csrf_token", "t2")])
+    assert fingerprint(a, files, exclude=("csrf_token",)) == fingerprint(
+        b, files, exclude=("csrf_token",)
+    )
+
+
+def test_fingerprint_sees_values_bound_args_and_extra() -> None:
+    files: MultiDict[str, FileStorage] = MultiDict()
+    base = fingerprint(form(title="Milk", _hx_bound="tok1"), files)
+    assert fingerprint(form(title="Bread", _hx_bound="tok1"), files) != base
+    assert fingerprint(form(title="Milk", _hx_bound="tok2"), files) != base
+    assert fingerprint(form(title="Milk", _hx_bound="tok1"), files, extra=("json",)) != base
+    ab = MultiDict([("tag", "a"), ("tag", "b")])
+    ba = MultiDict([("tag", "b"), ("tag", "a")])
+    assert fingerprint(ab, files) != fingerprint(ba, files)
+
+
+def upload(content: bytes, filename: str = "a.txt") -> FileStorage:
+    return FileStorage(io.BytesIO(content), filename=filename, name="file")
+
+
+def test_fingerprint_sees_file_content_and_leaves_the_stream_where_it_was() -> None:
+    fields = form(title="x")
+    one = upload(b"hello")
+    base = fingerprint(fields, MultiDict([("file", one)]))
+    assert one.stream.tell() == 0
+    assert one.read() == b"hello"
+    assert fingerprint(fields, MultiDict([("file", upload(b"hello"))])) == base
+    assert fingerprint(fields, MultiDict([("file", upload(b"hellO"))])) != base
+    assert fingerprint(fields, MultiDict([("file", upload(b"hello", "b.txt"))])) != base
+
+
+def test_scope_is_per_user_or_session_and_per_endpoint(app: Flask) -> None:
+    with app.test_request_context():
+        from flask import session
+
+        user1 = scope_for("todos.add", "1")
+        assert user1 == scope_for("todos.add", "1")
+        assert user1 != scope_for("todos.add", "2")
+        assert user1 != scope_for("todos.delete", "1")
+        anonymous = scope_for("todos.add", None)
+        assert anonymous.startswith("todos.add|s:")
+        sid = session["_hx_sid"]
+        assert sid not in anonymous  # hashed: the table holds no session ids
+        assert anonymous == scope_for("todos.add", None)
+    with app.test_request_context():
+        assert scope_for("todos.add", None) != anonymous  # another session
+        assert len(scope_for("x" * 300, "1")) <= 255
+
+
+def test_stored_answer_keeps_only_replayable_headers() -> None:
+    stored = StoredAnswer.of(answer())
+    names = {name for name, _ in stored.headers}
+    assert names == {"Content-Type", "HX-Reswap", KEY_HEADER}
+    assert StoredAnswer.from_parts(200, stored.headers_json(), stored.body) == stored
+
+
+def test_ttl_setting_takes_seconds_or_a_timedelta(app: Flask) -> None:
+    assert ttl_seconds(app) == 24 * 3600
+    app.config["HX_ACTIONS_IDEMPOTENCY_TTL"] = timedelta(minutes=5)
+    assert ttl_seconds(app) == 300
+    app.config["HX_ACTIONS_IDEMPOTENCY_TTL"] = 0
+    with pytest.raises(ValueError, match="positive"):
+        ttl_seconds(app)
+
+
+def test_prepare_reads_key_scope_fingerprint_and_ttl(sqlite_backend: Backend) -> None:
+    app = sqlite_backend.app
+    app.config["HX_ACTIONS_IDEMPOTENCY_TTL"] = 60
+    data = {"title": "Milk", "_hx_key": "key-00001", "csrf_token": "x"}
+    with app.test_request_context(method="POST", data=data):
+        pending = prepare(app, "todos.add", "7", "htmx")
+        assert pending is not None
+        assert (pending.key, pending.scope, pending.ttl) == (
+            "key-00001",
+            scope_for("todos.add", "7"),
+            60,
+        )
+        assert isinstance(pending.store, SQLAlchemyStore)
+        assert pending.claim().outcome == "new"
+        assert prepare(app, "todos.add", "7", "json").fingerprint != pending.fingerprint  # type: ignore[union-attr]
+    with app.test_request_context(method="POST", data={"title": "Milk"}):
+        assert prepare(app, "todos.add", "7", "htmx") is None  # no key: no idempotency
+
+
+def test_store_is_chosen_by_setting(app: Flask, sqlite_backend: Backend) -> None:
+    assert store_for(app) is None  # no Flask-SQLAlchemy, no Redis URL
+    app.config["HX_ACTIONS_REDIS_URL"] = "redis://127.0.0.1:6379/15"
+    app.config["HX_ACTIONS_IDEMPOTENCY_STORE"] = "auto2"
+    with pytest.raises(ValueError, match="Unknown"):
+        store_for(app)
+    app.config["HX_ACTIONS_IDEMPOTENCY_STORE"] = "redis://127.0.0.1:6379/15"
+    redis_store = store_for(app)
+    assert isinstance(redis_store, RedisStore)
+    redis_store.client.close()
+    app.config["HX_ACTIONS_IDEMPOTENCY_STORE"] = "sqlalchemy"
+    with pytest.raises(RuntimeError, match="Flask-SQLAlchemy"):
+        store_for(app)
+    custom: IdempotencyStore = SQLAlchemyStore()
+    app.config["HX_ACTIONS_IDEMPOTENCY_STORE"] = custom
+    assert store_for(app) is custom
+
+    sql_app = sqlite_backend.app
+    first = store_for(sql_app)
+    assert isinstance(first, SQLAlchemyStore)
+    assert store_for(sql_app) is first  # cached per app
+    sql_app.config["HX_ACTIONS_IDEMPOTENCY_STORE"] = "off"
+    assert store_for(sql_app) is None
+    sql_app.config["HX_ACTIONS_IDEMPOTENCY_STORE"] = "auto"
+    sql_app.config["HX_ACTIONS_SQLALCHEMY_TRANSACTIONS"] = False
+    assert store_for(sql_app) is None  # the claim could not share the action's transaction
+
+
+# -- the CLI -----------------------------------------------------------------------------------
+
+
+def test_purge_keys_command_deletes_expired_keys(sqlite_backend: Backend) -> None:
+    b = sqlite_backend
+    with b.app.app_context():
+        b.app.config["HX_ACTIONS_IDEMPOTENCY_STORE"] = b.store
+        b.finish(b.store.claim("s", "old-key-1", FP, 0.1), answer())
+        b.finish(b.store.claim("s", "old-key-2", FP, 0.1), answer())
+    time.sleep(0.2)
+    result = b.app.test_cli_runner().invoke(args=["hx-actions", "purge-keys"])
+    assert result.exit_code == 0, result.output
+    assert result.output == "Deleted 2 expired idempotency keys.\n"
+
+
+def test_purge_keys_command_fails_without_a_store(app: Flask) -> None:
+    result = app.test_cli_runner().invoke(args=["hx-actions", "purge-keys"])
+    assert result.exit_code == 1
+    assert "No idempotency store is configured" in result.output

@@ -1,0 +1,192 @@
+"""Idempotency keys through the whole request lifecycle (needs the pipeline integration)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from app_factory import Harness, contract_app, db, normalise
+
+from flask_hx_actions.idempotency import REPLAYED_HEADER
+from flask_hx_actions.idempotency_stores import SQLAlchemyStore
+from flask_hx_actions.responses import KEY_HEADER
+
+KEY = "retry-key-0001"
+JSON = {"Accept": "application/json"}
+
+
+@pytest.fixture
+def harness(tmp_path) -> Iterator[Harness]:
+    with contract_app(tmp_path / "app.db") as h:
+        yield h
+
+
+def test_htmx_retry_replays_the_answer_and_writes_once(harness: Harness) -> None:
+    client = harness.client()
+    first = client.submit("items.add", {"title": "Milk", "_hx_key": KEY}, htmx=True)
+    second = client.submit("items.add", {"title": "Milk", "_hx_key": KEY}, htmx=True)
+    assert first.status_code == second.status_code == 200
+    # Rendered again from the committed state (the forms in it get fresh keys and tokens).
+    assert normalise(second.get_data(as_text=True)) == normalise(first.get_data(as_text=True))
+    assert second.headers[REPLAYED_HEADER] == "true"
+    assert REPLAYED_HEADER not in first.headers
+    assert second.headers[KEY_HEADER] not in (KEY, first.headers[KEY_HEADER])
+    assert second.headers["Cache-Control"] == "no-store"
+    assert harness.calls["add"] == 1
+    assert [row[1] for row in harness.items()] == ["Milk"]
+
+
+def test_plain_and_json_retries_replay_the_stored_answer(harness: Harness) -> None:
+    client = harness.client()
+    plain = [client.submit("items.add", {"title": "A", "_hx_key": KEY}) for _ in range(2)]
+    assert [r.status_code for r in plain] == [303, 303]
+    assert plain[1].headers["Location"] == plain[0].headers["Location"]
+    data = {"title": "B", "_hx_key": "json-key-0001"}
+    answers = [client.submit("items.add", data, json=True).get_json() for _ in range(2)]
+    assert answers[0] == answers[1] == {"ok": True, "code": None, "data": {"id": 2}}
+    assert harness.calls["add"] == 2
+
+
+def test_htmx_redirect_is_replayed_as_stored(harness: Harness) -> None:
+    client = harness.client()
+    answers = [client.submit("items.finish", {"_hx_key": KEY}, htmx=True) for _ in range(2)]
+    assert answers[0].headers["HX-Redirect"] == answers[1].headers["HX-Redirect"]
+    assert answers[1].headers[REPLAYED_HEADER] == "true"
+    assert harness.calls["finish"] == 1
+
+
+def test_header_key_works_like_the_field(harness: Harness) -> None:
+    client = harness.client()
+    for _ in range(2):
+        client.submit(
+            "items.add", {"title": "A", "_hx_key": ""}, json=True, headers={"Idempotency-Key": KEY}
+        )
+    assert harness.calls["add"] == 1
+
+
+def test_same_key_with_other_input_is_422(harness: Harness) -> None:
+    client = harness.client()
+    client.submit("items.add", {"title": "Milk", "_hx_key": KEY}, json=True)
+    other = client.submit("items.add", {"title": "Bread", "_hx_key": KEY}, json=True)
+    assert other.status_code == 422
+    assert other.get_json()["code"] == "idempotency_key_reused"
+    assert harness.calls["add"] == 1
+
+
+def test_malformed_key_is_400_and_runs_nothing(harness: Harness) -> None:
+    response = harness.client().submit("items.add", {"title": "x", "_hx_key": "bad key!"})
+    assert response.status_code == 400
+    assert harness.calls["add"] == 0
+
+
+def test_fail_frees_the_key(harness: Harness) -> None:
+    client = harness.client()
+    for _ in range(2):
+        response = client.submit("items.reject", {"title": "Dup", "_hx_key": KEY}, json=True)
+        assert response.status_code == 422
+    assert harness.calls["reject"] == 2
+    assert harness.items() == []
+
+
+def test_exception_frees_the_key(harness: Harness) -> None:
+    harness.app.config["PROPAGATE_EXCEPTIONS"] = False
+    client = harness.client()
+    for _ in range(2):
+        response = client.submit("items.explode", {"title": "Boom", "_hx_key": KEY}, json=True)
+        assert response.status_code == 500
+    assert harness.calls["explode"] == 2
+    assert harness.items() == []
+
+
+@pytest.mark.parametrize("kind", ["json", "htmx"])
+def test_unfinished_key_is_409_with_retry_after(harness: Harness, kind: str) -> None:
+    client = harness.client()
+    data = {"title": "Milk", "_hx_key": KEY}
+    assert client.submit("items.add", data, **{kind: True}).status_code == 200
+    with harness.app.app_context():  # as if the first request had committed mid-body
+        table = SQLAlchemyStore().table
+        db.session.execute(table.update().values(state="in_flight"))
+        db.session.commit()
+    again = client.submit("items.add", data, **{kind: True})
+    assert again.status_code == 409
+    assert again.headers["Retry-After"] == "1"
+    assert harness.calls["add"] == 1
+
+
+def test_same_key_asked_another_way_is_422(harness: Harness) -> None:
+    client = harness.client()
+    client.submit("items.add", {"title": "Milk", "_hx_key": KEY}, json=True)
+    other = client.submit("items.add", {"title": "Milk", "_hx_key": KEY}, htmx=True)
+    assert other.status_code == 422
+    assert harness.calls["add"] == 1
+
+
+def test_key_done_without_answer_gets_a_success_without_running_the_body(
+    harness: Harness,
+) -> None:
+    client = harness.client()
+    data = {"title": "Milk", "_hx_key": KEY}
+    client.submit("items.add", data, json=True)
+    with harness.app.app_context():
+        table = SQLAlchemyStore().table
+        db.session.execute(table.update().values(state="done", status=None))
+        db.session.commit()
+    again = client.submit("items.add", data, json=True)
+    assert again.status_code == 200
+    assert again.headers[REPLAYED_HEADER] == "true"
+    assert again.get_json()["ok"] is True
+    assert harness.calls["add"] == 1
+
+
+def test_answer_is_committed_with_the_writes(harness: Harness) -> None:
+    client = harness.client()
+    client.submit("items.add", {"title": "Milk", "_hx_key": KEY}, json=True)
+    with harness.app.app_context():
+        table = SQLAlchemyStore().table
+        rows = db.session.execute(table.select()).all()
+    assert [(r.state, r.status) for r in rows] == [("done", 200)]
+
+
+def test_same_form_twice_with_new_input_writes_twice(harness: Harness) -> None:
+    """The answer carries a fresh key that hx-actions.js puts in the form: two writes."""
+    client = harness.client()
+    first = client.submit("items.mark_all", {"_hx_key": KEY}, htmx=True)
+    fresh = first.headers[KEY_HEADER]
+    assert first.headers["HX-Reswap"] == "none"  # the form is not re-rendered
+    client.submit("items.add", {"title": "A", "_hx_key": "add-key-0001"}, htmx=True)
+    second = client.submit("items.mark_all", {"_hx_key": fresh}, htmx=True)
+    assert REPLAYED_HEADER not in second.headers
+    assert harness.calls["mark_all"] == 2
+
+
+def test_keys_are_per_user(harness: Harness) -> None:
+    alice, bob = harness.client(), harness.client()
+    for client, user in ((alice, "alice"), (bob, "bob")):
+        with client.session_transaction() as sess:
+            sess["user"] = user
+        client.submit("items.add", {"title": "Milk", "_hx_key": KEY}, json=True)
+    assert harness.calls["add"] == 2
+
+
+@pytest.fixture
+def redis_harness(tmp_path, redis_url: str) -> Iterator[Harness]:
+    with contract_app(tmp_path / "app.db", HX_ACTIONS_IDEMPOTENCY_STORE=redis_url) as h:
+        yield h
+
+
+def test_redis_store_replays_the_rendered_answer_byte_for_byte(redis_harness: Harness) -> None:
+    client = redis_harness.client()
+    first = client.submit("items.add", {"title": "Milk", "_hx_key": KEY}, htmx=True)
+    second = client.submit("items.add", {"title": "Milk", "_hx_key": KEY}, htmx=True)
+    assert second.get_data() == first.get_data()
+    assert second.headers[REPLAYED_HEADER] == "true"
+    assert redis_harness.calls["add"] == 1
+
+
+def test_redis_store_frees_the_key_after_fail_and_exception(redis_harness: Harness) -> None:
+    redis_harness.app.config["PROPAGATE_EXCEPTIONS"] = False
+    client = redis_harness.client()
+    for _ in range(2):
+        client.submit("items.reject", {"title": "Dup", "_hx_key": KEY}, json=True)
+        client.submit("items.explode", {"title": "Boom", "_hx_key": "boom-key-01"}, json=True)
+    assert redis_harness.calls["reject"] == redis_harness.calls["explode"] == 2
