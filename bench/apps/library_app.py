@@ -1,0 +1,70 @@
+"""The benchmark workload written with flask-hx-actions, the way the README teaches it.
+
+``HxActions(app)`` with Flask-WTF's ``CSRFProtect`` on; one ``ActionsBlueprint`` holding the
+``toggle`` action (signed bound id, tags ``todo:<id>`` and ``stats``, own fragment ``todo``) and
+the fragments ``todos`` (the list section), ``todo`` (one row, ``<li id="todo-<id>">``), ``stats``
+(``<p id="stats">``) and ``widgets`` (``<section id="widgets">``). The page ``GET /`` is built from
+``fragment(...)`` calls. Data lives in memory, one copy per worker (``data.py``).
+
+Run: ``gunicorn --chdir bench/apps library_app:app`` (``WIDGETS=200`` for a ten times heavier page).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from data import TODOS, WIDGETS, done_count
+from flask import Flask, abort, render_template
+from flask_wtf.csrf import CSRFProtect
+
+from flask_hx_actions import ActionsBlueprint, HxActions, not_found, ok
+
+app = Flask(__name__, template_folder="templates/library")
+# Fixed, so every gunicorn worker signs and verifies session cookies, CSRF tokens and bound ids
+# with the same key.
+app.secret_key = os.environ.get("BENCH_SECRET_KEY", "bench-only-secret-key")
+CSRFProtect(app)
+HxActions(app)
+
+bp = ActionsBlueprint("todos", __name__, url_prefix="/todos")
+
+
+@bp.action("toggle", tags=lambda id: [f"todo:{id}", "stats"], fragment="todo")
+def toggle(id: int):  # id comes from the signed bound argument rendered by action_form
+    todo = TODOS.get(id)
+    if todo is None:
+        return not_found()
+    todo["done"] = not todo["done"]
+    return ok()
+
+
+@bp.fragment("todos", template="_todos.html", tags=["todos"], element="section")
+def todos() -> dict[str, Any]:
+    return {"todos": TODOS.values()}
+
+
+@bp.fragment("todo", template="_todo.html", tags=lambda id: [f"todo:{id}"], element="li")
+def todo(id: int) -> dict[str, Any]:
+    found = TODOS.get(id)
+    if found is None:
+        abort(404)
+    return {"t": found}
+
+
+@bp.fragment("stats", template="_stats.html", tags=["stats"], element="p")
+def stats() -> dict[str, Any]:
+    return {"done": done_count(), "total": len(TODOS)}
+
+
+@bp.fragment("widgets", template="_widgets.html", tags=["widgets"], element="section")
+def widgets() -> dict[str, Any]:
+    return {"widgets": WIDGETS}
+
+
+app.register_blueprint(bp)
+
+
+@app.get("/")
+def index() -> str:
+    return render_template("index.html")
