@@ -24,18 +24,34 @@ if TYPE_CHECKING:
     from .extension import HxState
 
 _ID_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+#: Strings that are the same escaped or not (no & < > " ').
+_SAFE = re.compile(r"[A-Za-z0-9_:.-]+\Z")
 _VERSION = "0.1.0"
 
 
 # -- ids -----------------------------------------------------------------------------------------
 
 
+def id_part(value: Any) -> str:
+    """One value in a DOM id: characters outside ``[A-Za-z0-9_-]`` become ``-``."""
+    if type(value) is int:  # the common case (row ids): already safe
+        return str(value)
+    return _ID_UNSAFE.sub("-", str(value))
+
+
+_BASE_IDS: dict[str, str] = {}
+
+
 def form_dom_id(endpoint: str, bound: Mapping[str, Any] | None, params: Sequence[str]) -> str:
     """``hx-todos-rename-7``: the action's endpoint and its bound values."""
-    base = "hx-" + _ID_UNSAFE.sub("-", endpoint.replace(".", "-").replace("_", "-"))
+    base = _BASE_IDS.get(endpoint)
+    if base is None:
+        base = _BASE_IDS[endpoint] = "hx-" + _ID_UNSAFE.sub(
+            "-", endpoint.replace(".", "-").replace("_", "-")
+        )
     if not bound:
         return base
-    parts = [_ID_UNSAFE.sub("-", str(bound[p])) for p in params if p in bound]
+    parts = [id_part(bound[p]) for p in params if p in bound]
     return "-".join([base, *parts])
 
 
@@ -80,6 +96,14 @@ def error_summary(
     return Markup(
         f'<div id="{escape(form_id)}-errors" class="hx-errors" data-hx-errors role="alert"'
         f' aria-live="polite"{swap}>{inner}</div>'
+    )
+
+
+def _empty_summary(form_id: str) -> str:
+    """``error_summary(form_id, {}, None, {})`` for an id known to need no escaping."""
+    return (
+        f'<div id="{form_id}-errors" class="hx-errors" data-hx-errors role="alert"'
+        ' aria-live="polite"></div>'
     )
 
 
@@ -146,26 +170,87 @@ def fill_placeholders(html: str) -> str:
     return _MARKS.sub(value, html)
 
 
-def hidden_inputs(action: Action, bind: Mapping[str, Any] | None, next_url: str | None) -> str:
+def _csrf_input(app: Any) -> str:
+    """The CSRF hidden input, built once per request (Flask-WTF's token is per request too)."""
+    try:
+        return g._hx_csrf_input  # type: ignore[no-any-return]
+    except AttributeError:
+        pass
+    field_name = app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token")
+    html = f'<input type="hidden" name="{escape(field_name)}" value="{escape(generate_csrf())}">'
+    g._hx_csrf_input = html
+    return html
+
+
+def hidden_inputs(
+    action: Action,
+    bind: Mapping[str, Any] | None,
+    next_url: str | None,
+    *,
+    app: Any = None,
+    state: HxState | None = None,
+) -> str:
     """The hidden inputs every action form carries: CSRF token, idempotency key, bound args."""
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
-    state = _hx_state()
+    if app is None:
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+    if state is None:
+        state = _hx_state()
     placeholders = g.get("_hx_placeholders")
     g._hx_form_rendered = True
     parts = []
     if app.config.get("WTF_CSRF_ENABLED", True):
-        field_name = app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token")
-        token = _CSRF_MARK if placeholders else escape(generate_csrf())
-        parts.append(f'<input type="hidden" name="{escape(field_name)}" value="{token}">')
+        if placeholders:
+            field_name = app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token")
+            parts.append(f'<input type="hidden" name="{escape(field_name)}" value="{_CSRF_MARK}">')
+        else:
+            parts.append(_csrf_input(app))
     key = _KEY_MARK if placeholders else secrets.token_urlsafe(16)
     parts.append(f'<input type="hidden" name="_hx_key" value="{key}">')
     if bind:
         binding = security.session_binding(state.identity())
         token = security.sign_bound(app, action.endpoint, bind, binding)
-        parts.append(f'<input type="hidden" name="_hx_bound" value="{escape(token)}">')
+        # itsdangerous' URL-safe tokens hold only [A-Za-z0-9_.-]: nothing to escape.
+        parts.append(f'<input type="hidden" name="_hx_bound" value="{token}">')
     if next_url is not None:
         parts.append(f'<input type="hidden" name="next" value="{escape(next_url)}">')
     return "".join(parts)
+
+
+class _FormPlan:
+    """What every ``action_form`` of one action shares: the start of its ``<form>`` tag (URL,
+    ``data-hx-action``, multipart), its labels and its own fragment."""
+
+    __slots__ = (
+        "action",
+        "fragment",
+        "head",
+        "head_end",
+        "labels",
+        "multipart",
+        "target_safe",
+        "url",
+    )
+
+    def __init__(self, state: HxState, action: Action, url: str) -> None:
+        self.action = action
+        self.url = url
+        self.fragment = state.fragment(action.fragment) if action.fragment is not None else None
+        #: The own fragment's DOM ids need no escaping (its name is plain; values are sanitised).
+        self.target_safe = self.fragment is not None and _SAFE.match(self.fragment.name) is not None
+        validator = action.validator
+        self.labels: Mapping[str, str] = validator.labels if validator else {}
+        self.head = f' method="post" action="{escape(url)}" hx-post="{escape(url)}"'
+        self.head_end = f' data-hx-action="{escape(action.endpoint)}"'
+        self.multipart = validator is not None and validator.multipart
+
+
+def _plan(state: HxState, endpoint: str) -> _FormPlan:
+    key = (endpoint, request.script_root)
+    plan: _FormPlan | None = state.form_plans.get(key)
+    if plan is None:
+        action = _action(state, endpoint)
+        plan = state.form_plans[key] = _FormPlan(state, action, action_url(state, endpoint))
+    return plan
 
 
 def action_form(
@@ -198,41 +283,49 @@ def action_form(
         ``hx-confirm=...``; ``True`` renders a bare attribute, ``False``/``None`` none.
     """
     state = _hx_state()
-    action = _action(state, endpoint)
+    plan = _plan(state, endpoint)
+    action = plan.action
     if bind or action.required_bound:
         action.check_bind(bind or {})
-    url = action_url(state, endpoint)
-    form_id = id or form_dom_id(endpoint, bind, action.bound_params)
+    if id:
+        form_id = id
+        head = [f'<form id="{escape(id)}"', plan.head]
+    else:
+        form_id = form_dom_id(endpoint, bind, action.bound_params)  # only [A-Za-z0-9_-]
+        head = [f'<form id="{form_id}"', plan.head]
 
-    if target is None and action.fragment is not None:
-        fragment = state.fragment(action.fragment)
+    fragment = plan.fragment
+    if target is None and fragment is not None:
         params = {p: bind[p] for p in fragment.params if bind and p in bind}
-        target = "#" + fragment.dom_id(params)
-        swap = swap or "outerHTML"
-    elif target is None:
-        swap = swap or "none"
+        dom_id = fragment.dom_id(params)
+        head.append(
+            f' hx-target="#{dom_id}"' if plan.target_safe else f' hx-target="#{escape(dom_id)}"'
+        )
+        head.append(f' hx-swap="{escape(swap)}"' if swap else ' hx-swap="outerHTML"')
+    else:
+        if target:
+            head.append(f' hx-target="{escape(target)}"')
+        if target is None and not swap:
+            swap = "none"
+        if swap:
+            head.append(f' hx-swap="{escape(swap)}"')
 
-    form_state = oldinput.state_for(oldinput.form_key(endpoint, bind))
-    validator = action.validator
-    labels = validator.labels if validator else {}
-
-    head = [
-        f'<form id="{escape(form_id)}" method="post" action="{escape(url)}" hx-post="{escape(url)}"'
-    ]
-    if target:
-        head.append(f' hx-target="{escape(target)}"')
-    if swap:
-        head.append(f' hx-swap="{escape(swap)}"')
-    head.append(f' data-hx-action="{escape(endpoint)}"')
+    form_state = oldinput.state_for_form(endpoint, bind)
+    head.append(plan.head_end)
     tags = _declared_tags(action, bind)
     if tags:
         head.append(f' data-hx-tags="{escape(" ".join(sorted(tags)))}"')
-    if validator is not None and validator.multipart:
+    if plan.multipart:
         head.append(' enctype="multipart/form-data"')
-    head.append(render_attrs(attrs))
+    if attrs:
+        head.append(render_attrs(attrs))
     head.append(">")
-    head.append(hidden_inputs(action, bind, next))
-    head.append(error_summary(form_id, form_state.errors, form_state.message, labels))
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    head.append(hidden_inputs(action, bind, next, app=app, state=state))
+    if form_state is oldinput.EMPTY_STATE and not id:
+        head.append(_empty_summary(form_id))
+    else:
+        head.append(error_summary(form_id, form_state.errors, form_state.message, plan.labels))
 
     body = ""
     if caller is not None:

@@ -3,6 +3,15 @@ function that returns its context, and the tags that invalidate it.
 
 A region is rendered inside its own element (``id`` = DOM id, ``data-hx-fragment`` = name), so the
 same markup serves the first page, the action's own swap and out-of-band refreshes.
+
+Rendering cost: a page may render hundreds of fragments (one per row), so a fragment's template
+is rendered through ``app.jinja_env`` directly rather than ``flask.render_template``. The
+difference is one documented shortcut: the app's template context processors (and Flask's
+``g``/``request``/``session``/``config``) run **once per request**, the first time a fragment is
+rendered, and that context is reused for every later fragment of the same request; the values a
+fragment function returns still win over it, as with ``render_template``. Flask's
+``before_render_template`` / ``template_rendered`` signals are still sent, per fragment, whenever
+they have receivers (then the fragment is rendered by ``render_template`` itself).
 """
 
 from __future__ import annotations
@@ -12,12 +21,15 @@ import inspect
 import json
 import re
 import typing
+from collections import ChainMap
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode
 
 from flask import current_app, g, render_template
+from flask.signals import before_render_template, template_rendered
+from jinja2.runtime import new_context
 from markupsafe import Markup, escape
 
 from . import signals
@@ -118,7 +130,7 @@ class Fragment:
     def dom_id(self, params: Mapping[str, Any]) -> str:
         if not self.params:
             return self.name
-        parts = [_ID_UNSAFE.sub("-", str(params.get(p, ""))) for p in self.params]
+        parts = [_id_part(params.get(p, "")) for p in self.params]
         return "-".join([self.name, *parts])
 
     def tags(self, params: Mapping[str, Any]) -> frozenset[str]:
@@ -164,7 +176,10 @@ class Fragment:
             from jinja2_fragments.flask import render_block
 
             return str(render_block(self.template, self.block, **context))
-        return render_template(self.template, **context)
+        if before_render_template.receivers or template_rendered.receivers:
+            return render_template(self.template, **context)
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+        return _render(app, self.template, context)
 
     def allowed(self, params: Mapping[str, Any], identity: Any) -> bool:
         """The fragment's own authorization (``login_required=``, ``authorize=``)."""
@@ -200,6 +215,52 @@ class Fragment:
                 oob=oob,
             )
         return Markup(html)
+
+
+def _base_context(app: Any) -> dict[str, Any]:
+    """What every template of this request starts from: the environment's globals, then what
+    Flask adds (``g``, ``request``, ``session``, ``config``, the app's and blueprints' context
+    processors), computed once per request (see the module docstring)."""
+    try:
+        return g._hx_template_context  # type: ignore[no-any-return]
+    except AttributeError:
+        pass
+    flask_context: dict[str, Any] = {}
+    app.update_template_context(flask_context)
+    base = dict(app.jinja_env.globals)
+    base.update(flask_context)
+    g._hx_template_context = base
+    return base
+
+
+def _render(app: Any, name: str, context: Mapping[str, Any]) -> str:
+    """``render_template(name, **context)`` with the per-request base context. The template's
+    context is built the way Jinja builds an ``{% include %}``'s (one shared dict holding the
+    globals), which skips re-merging the globals for every row."""
+    env = app.jinja_env
+    template = env.get_or_select_template(name)
+    template_globals = template.globals
+    if (
+        env.is_async
+        or not isinstance(template_globals, ChainMap)
+        or len(template_globals.maps) != 2
+        or template_globals.maps[0]
+        or template_globals.maps[1] is not env.globals
+    ):  # template-specific globals: the ordinary way
+        full = dict(_base_context(app))
+        full.update(context)
+        return str(template.render(full))
+    full = dict(_base_context(app))
+    full.update(context)
+    try:
+        return env.concat(  # type: ignore[no-any-return]
+            template.root_render_func(
+                new_context(env, template.name, template.blocks, full, shared=True)
+            )
+        )
+    except Exception:
+        env.handle_exception()
+        raise  # pragma: no cover - handle_exception always raises
 
 
 def cache_key(fragment: Fragment, params: Mapping[str, Any]) -> str:
@@ -260,12 +321,23 @@ def _plain(params: Mapping[str, Any]) -> dict[str, str]:
     return {k: str(v) for k, v in params.items()}
 
 
+def _id_part(value: Any) -> str:
+    if type(value) is int:  # row ids: already safe
+        return str(value)
+    return _ID_UNSAFE.sub("-", str(value))
+
+
+# \s matches exactly the characters for which str.isspace() is true.
+_SPACE = re.compile(r"\s")
+
+
 def _check_tags(tags: Iterable[str]) -> list[str]:
     if isinstance(tags, str):
         raise TypeError(f"tags must be a list of strings, not the string {tags!r}.")
     out = []
+    search = _SPACE.search
     for tag in tags:
-        if not isinstance(tag, str) or not tag or any(ch.isspace() for ch in tag):
+        if not isinstance(tag, str) or not tag or search(tag):
             raise ValueError(f"a tag must be a non-empty string without spaces, not {tag!r}.")
         out.append(tag)
     return out

@@ -109,5 +109,13 @@ def state_for(key: str) -> FormState:
     )
 
 
+def state_for_form(endpoint: str, bound: Mapping[str, Any] | None) -> FormState:
+    """:func:`state_for` of the form of ``endpoint`` with ``bound``; without a stash in this
+    request (the usual case) it costs no key computation."""
+    if take() is None:
+        return EMPTY_STATE
+    return state_for(form_key(endpoint, bound))
+
+
 def _size(value: Any) -> int:
     return len(json.dumps(value, separators=(",", ":")).encode())

@@ -8,6 +8,8 @@ arguments are signed with itsdangerous (JSON, one salt per action, bound to the 
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -15,7 +17,15 @@ from urllib.parse import urlsplit
 
 from flask import Flask, Request, g, session
 from flask_wtf.csrf import validate_csrf
-from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from itsdangerous import (
+    BadSignature,
+    HMACAlgorithm,
+    SignatureExpired,
+    Signer,
+    TimestampSigner,
+    URLSafeTimedSerializer,
+)
+from itsdangerous.encoding import base64_encode, want_bytes
 from wtforms.validators import ValidationError
 
 from .errors import BoundArgumentsInvalid, CSRFRefused, OriginRefused
@@ -125,16 +135,78 @@ def session_binding(identity: str | None) -> str:
     return f"{sid}|{identity or ''}"
 
 
+class _KeyedHMAC(HMACAlgorithm):
+    """HMAC-SHA1 as itsdangerous does it, keeping the keyed HMAC state of each derived key and
+    copying it per signature instead of keying a new HMAC (two hash blocks) every time."""
+
+    def __init__(self) -> None:
+        super().__init__(hashlib.sha1)
+        self._keyed: dict[bytes, Any] = {}
+
+    def get_signature(self, key: bytes, value: bytes) -> bytes:
+        keyed = self._keyed.get(key)
+        if keyed is None:
+            keyed = self._keyed[key] = hmac.new(key, digestmod=hashlib.sha1)
+        mac = keyed.copy()
+        mac.update(value)
+        return mac.digest()
+
+
+class _BoundSigner(TimestampSigner):
+    """itsdangerous' timestamp signer (django-concat SHA1 key derivation, HMAC-SHA1), with each
+    derived key computed once per signer rather than once per signature."""
+
+    def __init__(self, secret_keys: list[bytes], salt: bytes) -> None:
+        super().__init__(secret_keys, salt=salt, algorithm=_KeyedHMAC())
+        self._derived: dict[bytes, bytes] = {}
+
+    def derive_key(self, secret_key: str | bytes | None = None) -> bytes:
+        raw = self.secret_keys[-1] if secret_key is None else want_bytes(secret_key)
+        key = self._derived.get(raw)
+        if key is None:
+            key = self._derived[raw] = super().derive_key(raw)
+        return key
+
+
+#: Payloads up to this size (JSON bytes) are not tried with zlib: row ids never shrink.
+_COMPRESS_FROM = 128
+
+
+class _BoundSerializer(URLSafeTimedSerializer):
+    """The same tokens as ``URLSafeTimedSerializer`` (JSON, URL-safe base64, timestamp, SHA1
+    HMAC, oldest-to-newest key list), with one signer reused for every token of the serializer
+    and no zlib attempt on tiny payloads (``loads`` still reads compressed tokens)."""
+
+    def __init__(self, secret_keys: list[Any], salt: str) -> None:
+        super().__init__(secret_keys, salt=salt)
+        self._signer = _BoundSigner(self.secret_keys, want_bytes(salt))
+
+    def make_signer(self, salt: str | bytes | None = None) -> Signer:
+        if salt is None or want_bytes(salt) == self.salt:
+            return self._signer
+        return super().make_signer(salt)
+
+    def dump_payload(self, obj: Any) -> bytes:
+        raw = want_bytes(self.serializer.dumps(obj, **self.serializer_kwargs))
+        if len(raw) >= _COMPRESS_FROM:
+            return super().dump_payload(obj)
+        return base64_encode(raw)
+
+
 def _serializer(app: Flask, endpoint: str, binding: str) -> URLSafeTimedSerializer:
     # A page signs one token per row, mostly for the same action and session: keep the
-    # serializer for the rest of the request instead of building it per row.
-    cache: dict[tuple[str, str], URLSafeTimedSerializer] = g.setdefault("_hx_serializers", {})
+    # serializer (and its derived keys) for the rest of the request instead of building it
+    # per row.
+    try:
+        cache: dict[tuple[str, str], URLSafeTimedSerializer] = g._hx_serializers
+    except AttributeError:
+        cache = g._hx_serializers = {}
     found = cache.get((endpoint, binding))
     if found is None:
         if app.secret_key is None:
             raise RuntimeError("flask-hx-actions needs app.secret_key to sign bound arguments.")
         keys: list[Any] = [*(app.config.get("SECRET_KEY_FALLBACKS") or ()), app.secret_key]
-        found = URLSafeTimedSerializer(keys, salt=f"hx-actions.bound|{endpoint}|{binding}")
+        found = _BoundSerializer(keys, salt=f"hx-actions.bound|{endpoint}|{binding}")
         cache[(endpoint, binding)] = found
     return found
 
