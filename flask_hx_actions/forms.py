@@ -94,17 +94,13 @@ def error_summary(
             inner += f"<ul>{''.join(items)}</ul>"
     swap = ' hx-swap-oob="innerHTML"' if oob else ""
     return Markup(
-        f'<div id="{escape(form_id)}-errors" class="hx-errors" data-hx-errors role="alert"'
-        f' aria-live="polite"{swap}>{inner}</div>'
+        f'<div id="{escape(form_id)}-errors" class="hx-errors" role="alert"{swap}>{inner}</div>'
     )
 
 
 def _empty_summary(form_id: str) -> str:
     """``error_summary(form_id, {}, None, {})`` for an id known to need no escaping."""
-    return (
-        f'<div id="{form_id}-errors" class="hx-errors" data-hx-errors role="alert"'
-        ' aria-live="polite"></div>'
-    )
+    return f'<div id="{form_id}-errors" class="hx-errors" role="alert"></div>'
 
 
 def error_slot(form_id: str, name: str, messages: Sequence[str], *, oob: bool = False) -> Markup:
@@ -190,7 +186,11 @@ def hidden_inputs(
     app: Any = None,
     state: HxState | None = None,
 ) -> str:
-    """The hidden inputs every action form carries: CSRF token, idempotency key, bound args."""
+    """The hidden inputs every action form carries: CSRF token, idempotency key, bound args.
+
+    The CSRF input is left out of forms re-rendered in an htmx answer when the request carried
+    its valid token in the ``X-CSRFToken`` header: that page sends the header from its meta tag.
+    """
     if app is None:
         app = current_app._get_current_object()  # type: ignore[attr-defined]
     if state is None:
@@ -199,10 +199,12 @@ def hidden_inputs(
     g._hx_form_rendered = True
     parts = []
     if app.config.get("WTF_CSRF_ENABLED", True):
-        if placeholders:
+        if placeholders:  # cached HTML serves every kind of request: always with the token
             field_name = app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token")
             parts.append(f'<input type="hidden" name="{escape(field_name)}" value="{_CSRF_MARK}">')
-        else:
+        elif not g.get("_hx_csrf_by_header"):
+            # An htmx answer to a page that sends the token as a header (hx-actions.js, from
+            # the meta tag) re-renders its forms without the token input: the page has it.
             parts.append(_csrf_input(app))
     key = _KEY_MARK if placeholders else secrets.token_urlsafe(16)
     parts.append(f'<input type="hidden" name="_hx_key" value="{key}">')

@@ -441,11 +441,15 @@ def finish_response(response: Response) -> Response:
     """Headers of every answer to an action request, whatever produced it."""
     if getattr(g, "_hx_action", None) is None:
         return response
-    response.vary.add("HX-Request")
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["X-Request-ID"] = request_id()
+    headers = response.headers
+    if "Vary" in headers:
+        response.vary.add("HX-Request")
+    else:
+        headers["Vary"] = "HX-Request"
+    headers["Cache-Control"] = "no-store"
+    headers["X-Request-ID"] = request_id()
     if request.headers.get("HX-Request") == "true":
-        response.headers["HX-Actions"] = "1"
+        headers["HX-Actions"] = "1"
     return response
 
 

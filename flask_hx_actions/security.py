@@ -100,16 +100,21 @@ def check_csrf(request: Request, app: Flask, own: str) -> None:
     if not config.get("WTF_CSRF_ENABLED", True):
         return
     field_name = config.get("WTF_CSRF_FIELD_NAME", "csrf_token")
-    token = request.form.get(field_name)
-    if not token:
-        for header in config.get("WTF_CSRF_HEADERS", ("X-CSRFToken", "X-CSRF-Token")):
-            token = request.headers.get(header)
-            if token:
-                break
+    form_token = request.form.get(field_name)
+    header_token = None
+    for header in config.get("WTF_CSRF_HEADERS", ("X-CSRFToken", "X-CSRF-Token")):
+        header_token = request.headers.get(header)
+        if header_token:
+            break
+    token = form_token or header_token
     try:
         validate_csrf(token)
     except ValidationError as exc:
         raise CSRFRefused(description=f"{exc.args[0]} Reload the page and try again.") from None
+    if header_token and header_token == token and request.headers.get("HX-Request") == "true":
+        # The page sends a valid token in a header (hx-actions.js, from the page's meta tag):
+        # forms re-rendered in this htmx answer need no token input of their own.
+        g._hx_csrf_by_header = True
     if (
         request.is_secure
         and config.get("WTF_CSRF_SSL_STRICT", True)
@@ -193,21 +198,27 @@ class _BoundSerializer(URLSafeTimedSerializer):
         return base64_encode(raw)
 
 
+#: Serializers of recent (keys, action, session binding) triples, shared by the requests of a
+#: session: building one derives its key and keys an HMAC. Bounded; oldest out first.
+_SERIALIZERS: dict[tuple[Any, ...], URLSafeTimedSerializer] = {}
+_SERIALIZERS_MAX = 512
+
+
 def _serializer(app: Flask, endpoint: str, binding: str) -> URLSafeTimedSerializer:
-    # A page signs one token per row, mostly for the same action and session: keep the
-    # serializer (and its derived keys) for the rest of the request instead of building it
-    # per row.
-    try:
-        cache: dict[tuple[str, str], URLSafeTimedSerializer] = g._hx_serializers
-    except AttributeError:
-        cache = g._hx_serializers = {}
-    found = cache.get((endpoint, binding))
+    if app.secret_key is None:
+        raise RuntimeError("flask-hx-actions needs app.secret_key to sign bound arguments.")
+    fallbacks = app.config.get("SECRET_KEY_FALLBACKS") or ()
+    key = (app.secret_key, *fallbacks, "|", endpoint, binding)
+    found = _SERIALIZERS.get(key)
     if found is None:
-        if app.secret_key is None:
-            raise RuntimeError("flask-hx-actions needs app.secret_key to sign bound arguments.")
-        keys: list[Any] = [*(app.config.get("SECRET_KEY_FALLBACKS") or ()), app.secret_key]
+        keys: list[Any] = [*fallbacks, app.secret_key]
         found = _BoundSerializer(keys, salt=f"hx-actions.bound|{endpoint}|{binding}")
-        cache[(endpoint, binding)] = found
+        while len(_SERIALIZERS) >= _SERIALIZERS_MAX:
+            try:
+                del _SERIALIZERS[next(iter(_SERIALIZERS))]
+            except (KeyError, RuntimeError, StopIteration):  # another thread got there first
+                break
+        _SERIALIZERS[key] = found
     return found
 
 

@@ -329,3 +329,41 @@ def test_two_apps_on_one_redis_see_each_others_invalidations(redis_url):
     before = calls["widgets"]
     client.get("/")
     assert calls["widgets"] == before + 1
+
+
+def test_htmx_answer_forms_skip_the_csrf_input_only_when_the_page_sends_the_header() -> None:
+    app, _calls = make_app()
+    client = app.test_client()
+    fields = client.hidden_fields("todos.toggle", {"id": 1})
+    token = fields["csrf_token"]
+
+    plain = client.submit("todos.toggle", bind={"id": 1}, htmx=True)
+    assert plain.status_code == 200
+    assert 'name="csrf_token"' in plain.text  # no header: the re-rendered form keeps its token
+
+    by_header = client.submit(
+        "todos.toggle", bind={"id": 1}, htmx=True, headers={"X-CSRFToken": token}
+    )
+    assert by_header.status_code == 200
+    assert 'id="todo-1"' in by_header.text and 'name="_hx_bound"' in by_header.text
+    assert 'name="csrf_token"' not in by_header.text
+
+    # The page's next submit of that form sends the header only, and passes.
+    again = client.post(
+        "/todos/toggle",
+        data={"_hx_bound": fields["_hx_bound"], "_hx_key": "k" * 22},
+        headers={"X-CSRFToken": token, "HX-Request": "true", "Origin": "http://localhost"},
+    )
+    assert again.status_code == 200
+    # A wrong header token is refused even when no form token is sent.
+    wrong = client.post(
+        "/todos/toggle",
+        data={"_hx_bound": fields["_hx_bound"]},
+        headers={"X-CSRFToken": "nope", "HX-Request": "true", "Origin": "http://localhost"},
+    )
+    assert wrong.status_code == 400
+
+    # A page (not an htmx action answer) always renders the token input.
+    page = client.get("/", headers={"X-CSRFToken": token, "HX-Request": "true"})
+    assert page.status_code == 200
+    assert 'name="csrf_token"' in page.text

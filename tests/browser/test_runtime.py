@@ -45,7 +45,7 @@ PAGE = f"""<!doctype html>
         data-hx-action="todos.rename" data-hx-tags="todo:7 stats">
     <input type="hidden" name="csrf_token" value="form-token">
     <input type="hidden" name="_hx_key" value="key-0">
-    <div id="{FORM_ID}-errors" class="hx-errors" data-hx-errors role="alert"></div>
+    <div id="{FORM_ID}-errors" class="hx-errors" role="alert"></div>
     <label for="title">Title</label>
     <input id="title" name="title">
     <span id="{FORM_ID}-title-error" class="hx-field-error" data-hx-field-error="title"></span>
@@ -63,7 +63,7 @@ PAGE = f"""<!doctype html>
 
 def _slots(title: str = "", note: str = "", summary: str = "") -> str:
     return (
-        f'<div id="{FORM_ID}-errors" hx-swap-oob="true" class="hx-errors" data-hx-errors'
+        f'<div id="{FORM_ID}-errors" hx-swap-oob="true" class="hx-errors"'
         f' role="alert">{escape(summary)}</div>'
         f'<span id="{FORM_ID}-title-error" hx-swap-oob="true" class="hx-field-error"'
         f' data-hx-field-error="title">{escape(title)}</span>'
