@@ -155,4 +155,12 @@ def create_app() -> Flask:
     with app.app_context():
         db.create_all()
         db.engine.dispose()  # with --preload: no connection crosses the fork
+        # Each worker's connections carry its pid (the soak finds a worker mid-transaction in
+        # pg_stat_activity); the event runs in the worker, when it connects.
+        sa.event.listen(db.engine, "do_connect", _name_connection)
     return app
+
+
+def _name_connection(dialect: Any, record: Any, cargs: Any, cparams: dict[str, Any]) -> None:
+    if dialect.name == "postgresql":
+        cparams["application_name"] = f"hx-worker-{os.getpid()}"
