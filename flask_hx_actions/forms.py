@@ -197,6 +197,9 @@ def hidden_inputs(
         state = _hx_state()
     placeholders = g.get("_hx_placeholders")
     g._hx_form_rendered = True
+    if not g.get("_hx_sid_ready"):
+        security.session_id()
+        g._hx_sid_ready = True
     parts = []
     if app.config.get("WTF_CSRF_ENABLED", True):
         if placeholders:  # cached HTML serves every kind of request: always with the token

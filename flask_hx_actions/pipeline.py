@@ -66,7 +66,7 @@ def gate() -> None:
     own = security.own_origin(request, config["HX_ACTIONS_ORIGIN"])
     security.check_origin(request, own, _trusted(config))  # 2
     _exempt_from_csrfprotect(app, state)
-    read_body()
+    read_body(config)
     security.check_csrf(request, app, own)  # 3
 
 
@@ -94,14 +94,21 @@ def buffer_chunked_body(limit: int) -> None:
     environ["wsgi.input"] = io.BytesIO(data)  # still "terminated": it ends where the body ended
 
 
-def read_body() -> None:
+def read_body(config: Mapping[str, Any]) -> None:
     """Parse the form now, inside the limits, so a too-large body is a 413 from the library."""
     try:
-        request.form  # noqa: B018 - parsing is the point
+        form = request.form
     except RequestEntityTooLarge as exc:
         raise ContentTooLarge(description=exc.description) from None
     except ValueError:
         raise InvalidUpload() from None
+    if request.mimetype == "application/x-www-form-urlencoded":
+        # Werkzeug applies the per-field limit to multipart bodies only.
+        limit = config["HX_ACTIONS_MAX_FORM_MEMORY_SIZE"]
+        if limit is not None and any(
+            len(v) * 4 > limit and len(v.encode()) > limit for _, v in form.items(multi=True)
+        ):
+            raise ContentTooLarge(description=f"A field is larger than {_size(limit)}.")
 
 
 def _exempt_from_csrfprotect(app: Flask, state: HxState) -> None:

@@ -38,15 +38,18 @@ _SESSION_ID_KEY = "_hx_sid"
 
 
 def normalise_origin(value: str) -> str:
-    """``scheme://host[:port]`` in lower case, without the scheme's default port."""
-    parts = urlsplit(value.strip().lower())
+    """``scheme://host[:port]`` in lower case, without the scheme's default port.
+
+    A value that does not parse (``http://[``) gives a string no real origin equals, so the
+    checks refuse it instead of failing with a 500."""
+    try:
+        parts = urlsplit(value.strip().lower())
+        port = parts.port
+    except ValueError:
+        return f"invalid:{value!r}"
     host = parts.hostname or ""
     if ":" in host:  # IPv6 literal
         host = f"[{host}]"
-    try:
-        port = parts.port
-    except ValueError:
-        return value
     if port is not None and str(port) != _DEFAULT_PORTS.get(parts.scheme):
         host = f"{host}:{port}"
     return f"{parts.scheme}://{host}"
@@ -131,13 +134,21 @@ def check_csrf(request: Request, app: Flask, own: str) -> None:
 # -- bound arguments -----------------------------------------------------------------------------
 
 
-def session_binding(identity: str | None) -> str:
-    """A value that ties signed data to this browser session and, when signed in, to the user."""
+def session_id() -> str:
+    """This browser session's random id (created, and so sent as a cookie, on first use).
+
+    Pages call it when they render a form, so the session exists before the first submit: an
+    anonymous user's retried submit then finds its idempotency key under the same session."""
     sid = session.get(_SESSION_ID_KEY)
     if sid is None:
         sid = secrets.token_urlsafe(12)
         session[_SESSION_ID_KEY] = sid
-    return f"{sid}|{identity or ''}"
+    return str(sid)
+
+
+def session_binding(identity: Any) -> str:
+    """A value that ties signed data to this browser session and, when signed in, to the user."""
+    return f"{session_id()}|{'' if identity is None else identity}"
 
 
 class _KeyedHMAC(HMACAlgorithm):
