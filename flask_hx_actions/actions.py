@@ -17,6 +17,7 @@ from flask.sansio.blueprints import BlueprintSetupState
 from werkzeug.datastructures import MultiDict
 
 from .fragments import CacheScope, Fragment, TagsSpec, _check_tags, _param_names
+from .ratelimits import LimitKey, apply_limit
 from .results import Result, invalid
 from .validation import Validator, make_validator
 
@@ -46,6 +47,8 @@ class Action:
         authorize: Authorize | None = None,
         login_required: bool = False,
         max_content_length: int | None = None,
+        limit: str | None = None,
+        limit_key: LimitKey = "user",
     ) -> None:
         functools.update_wrapper(self, fn)
         self.fn = fn
@@ -56,6 +59,8 @@ class Action:
         self.authorize = authorize
         self.login_required = login_required
         self.max_content_length = max_content_length
+        self.limit = limit
+        self.limit_key = limit_key
         self.is_async = inspect.iscoroutinefunction(fn)
 
         signature = inspect.signature(fn)
@@ -167,6 +172,8 @@ class ActionsBlueprint(Blueprint):
         authorize: Authorize | None = None,
         login_required: bool = False,
         max_content_length: int | None = None,
+        limit: str | None = None,
+        limit_key: LimitKey = "user",
     ) -> Callable[[Callable[..., Any]], Action]:
         """Register the decorated function as an action at ``POST <url_prefix>/<name>``.
 
@@ -179,6 +186,9 @@ class ActionsBlueprint(Blueprint):
             user is signed in). It receives the arguments its signature names.
         :param login_required: refuse with 401 when no user is signed in.
         :param max_content_length: this action's body limit in bytes (uploads).
+        :param limit: a Flask-Limiter rate limit such as ``"5/minute"`` (429 past it).
+        :param limit_key: whose requests are counted together: ``"user"`` (the signed-in user,
+            else the client address), ``"ip"``, or a function returning a key.
         """
 
         def decorator(fn: Callable[..., Any]) -> Action:
@@ -195,6 +205,8 @@ class ActionsBlueprint(Blueprint):
                 authorize=authorize,
                 login_required=login_required,
                 max_content_length=max_content_length,
+                limit=limit,
+                limit_key=limit_key,
             )
             from .pipeline import make_view
 
@@ -207,6 +219,7 @@ class ActionsBlueprint(Blueprint):
                 endpoint = f"{state.name_prefix}.{state.name}.{action_name}".lstrip(".")
                 action.endpoint = endpoint
                 _state(state.app).add_action(endpoint, action, view)
+                apply_limit(state.app, action, endpoint)  # type: ignore[arg-type]
 
             self.record(register)
             return action

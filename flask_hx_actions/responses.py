@@ -247,7 +247,9 @@ def htmx_errors(app: Flask, action: Action, bound: Mapping[str, Any], result: Re
     return reswap(response, "none")
 
 
-def _htmx_message(status: int, message: str) -> Response:
+def htmx_message(status: int, message: str) -> Response:
+    """A message for the submitting form's error summary (out-of-band), with ``HX-Reswap: none``
+    and an ``hx-actions:error`` client event."""
     form_id = _form_id(None, {})
     body = ""
     if form_id:
@@ -259,14 +261,18 @@ def _htmx_message(status: int, message: str) -> Response:
     return reswap(response, "none")
 
 
-def json_refusal(error: ActionRefused) -> Response:
-    response = jsonify({"ok": False, "code": error.hx_code, "message": error.description})
-    response.status_code = error.code or 400
+def json_message(status: int, code: str, message: str | None) -> Response:
+    response = jsonify({"ok": False, "code": code, "message": message})
+    response.status_code = status
     return response
 
 
+def json_refusal(error: ActionRefused) -> Response:
+    return json_message(error.code or 400, error.hx_code, error.description)
+
+
 def htmx_refusal(error: ActionRefused) -> Response:
-    return _htmx_message(error.code or 400, error.description or "Refused.")
+    return htmx_message(error.code or 400, error.description or "Refused.")
 
 
 def server_error(kind: str, request_id: str) -> Response:
@@ -284,7 +290,7 @@ def server_error(kind: str, request_id: str) -> Response:
         response.status_code = 500
         return response
     if kind == "htmx":
-        return _htmx_message(500, message)
+        return htmx_message(500, message)
     html = render_template(
         "hx_actions/error.html", status=500, message=_SERVER_ERROR, request_id=request_id
     )
