@@ -72,7 +72,7 @@ def sign_in_page() -> Any:
     return render_template("auth/sign_in.html", demo_users=DEMO_USERS)
 
 
-@auth.action("sign_in", schema=SignInSchema)
+@auth.action("sign_in", schema=SignInSchema, limit="10/minute", limit_key="ip")
 def sign_in(username: str, password: str) -> Any:
     user = db.session.scalar(db.select(User).filter_by(username=username))
     if user is None:

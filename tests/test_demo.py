@@ -749,3 +749,17 @@ def test_download_of_another_users_attachment_is_not_found(
         assert response.status_code == 404
         assert b"bob's data" not in response.data
     assert alice.get("/todos/attachments/999").status_code == 404
+
+
+def test_sign_in_is_rate_limited_per_address(tmp_path):
+    app = create_app({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'limit.sqlite'}"})
+    app.test_client_class = ActionClient
+    client = app.test_client()
+    statuses = [
+        client.submit(
+            "auth.sign_in", {"username": "alice", "password": "wrong"}, json=True
+        ).status_code
+        for _ in range(11)
+    ]
+    assert statuses[:10] == [422] * 10
+    assert statuses[10] == 429
