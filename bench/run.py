@@ -7,17 +7,34 @@ Use ``bench/run`` (it installs what is missing, then calls this file):
     DURATION=3s bench/run      # a quick run
     bench/run --json           # one JSON object per point instead
     ROUNDS=3 bench/run         # every point 3 times, interleaved; the median round is reported
+    VARIANTS=none bench/run    # without the Redis variants (default: VARIANTS=cache,idem)
 
-It starts every app (baseline, library, library with WIDGETS=200) under gunicorn on a free port
+It starts every app (baseline, library, library with WIDGETS=200, and with Redis on
+127.0.0.1:6379 the variants library+cache and library+idem) under gunicorn on a free port
 of 127.0.0.1, waits until ``GET /`` answers,
 checks correctness (200 rows, "66 of 200 done", an htmx toggle flips its row and moves the
 stats, a no-JS toggle answers 303 and flips the row; with the library also that a toggle without
 a CSRF token or from another origin is refused), then measures each point with wrk (closed loop)
 at ``-t1 -c1`` and ``-t2 -c16``, the systems back to back per point so that background load on
 the machine hits them alike. The library's toggle carries the CSRF token, the signed bound id
-and the session cookie read from the page, as a browser would send them; wrk replays that one
-request (idempotency is not enforced yet, and toggling the same row again and again is fine).
-Only the servers started here are stopped at the end.
+and the session cookie read from the page, as a browser would send them. wrk builds each library
+toggle with a fresh random 22-character ``_hx_key`` (a Lua ``request()``), as hx-actions.js
+sends a fresh key per submit; toggling the same row again and again is fine.
+
+The variants (``VARIANTS``, both by default; skipped with a message when Redis does not answer):
+
+- ``library+cache``: rows ``cache="user"``, widgets ``cache="global"`` (``BENCH_CACHE=1``), with
+  ``HX_ACTIONS_REDIS_URL`` so both workers share tag versions and cached HTML, idempotency off,
+  and the done flags shared between the workers (``BENCH_SHARED_DATA``, see apps/data.py) so a
+  row cached by one worker holds what the other sees. Checked: after a toggle, the next
+  ``GET /`` shows the flipped row and the moved stats, and a second session's toggle works.
+- ``library+idem``: idempotency keys in Redis (``HX_ACTIONS_REDIS_URL``, the "auto" store with
+  no SQLAlchemy). Checked: a repeated key is replayed, fresh keys are not; after each load, Redis
+  holds one new key per request wrk completed (none was a replay).
+
+Redis is ``BENCH_REDIS_URL`` (default ``redis://127.0.0.1:6379/13``); that database is flushed
+before the servers start and after the run. Only the servers started here are stopped at the
+end.
 """
 
 from __future__ import annotations
@@ -28,6 +45,7 @@ import http.client
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -53,6 +71,8 @@ CONCURRENCY = ((1, 1), (2, 16))  # (wrk threads, connections)
 WARMUP = "2s"
 
 KEYS = ("system", "endpoint", "variant", "concurrency", "rps", "p50_ms", "p99_ms", "bytes")
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
+IDEM_PREFIX = "hx-actions:idempotency:"  # RedisStore's default key prefix
 
 
 def log(message: str) -> None:
@@ -218,9 +238,13 @@ def free_port() -> int:
 class Server:
     """gunicorn, 2 sync workers, on 127.0.0.1 (in its own process group, stopped by its pid)."""
 
-    def __init__(self, module: str, widgets: int) -> None:
+    def __init__(
+        self, module: str, widgets: int, env: dict[str, str] | None = None, preload: bool = False
+    ) -> None:
         self.module = module
         self.widgets = widgets
+        self.env = dict(env or {})
+        self.preload = preload
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         # Lives as long as the server (closed in stop()), so no context manager.
@@ -229,7 +253,13 @@ class Server:
         )
 
     def start(self) -> None:
-        env = dict(os.environ, WIDGETS=str(self.widgets), PYTHONUNBUFFERED="1")
+        # Only this system's settings: none inherited from the shell (HX_ACTIONS_REDIS_URL...).
+        inherited = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("HX_ACTIONS_", "BENCH_CACHE", "BENCH_SHARED"))
+        }
+        env = dict(inherited, WIDGETS=str(self.widgets), PYTHONUNBUFFERED="1", **self.env)
         cmd = [
             str(VENV_BIN / "gunicorn"),
             "--workers=2",
@@ -237,6 +267,7 @@ class Server:
             f"--bind=127.0.0.1:{self.port}",
             f"--chdir={APPS}",
             "--log-level=warning",  # no --access-logfile: access logging stays off
+            *(["--preload"] if self.preload else []),
             f"{self.module}:app",
         ]
         self.proc = subprocess.Popen(
@@ -396,16 +427,39 @@ def check_page(system: str, page: PageParser, widgets: int) -> int:
         raise BenchError(f"{system}: stats say {done} done, {page.checked_count()} rows checked")
     if page.widgets != widgets:
         raise BenchError(f"{system}: GET / has {page.widgets} widgets, expected {widgets}")
+    if page.csrf_meta is not None:
+        check_forms(system, page)
     return done
 
 
-def check(system: str, browser: Browser, widgets: int) -> None:
-    """Run against a freshly started server (every worker holds the initial data)."""
+def check_forms(system: str, page: PageParser) -> None:
+    """Library pages: every form carries the page's CSRF token and its own idempotency key (no
+    placeholder of a cached fragment left unfilled, no key shared by two forms)."""
+    keys = set()
+    for row, form in page.forms.items():
+        fields = dict(form.inputs)
+        if fields.get("csrf_token") != page.csrf_meta:
+            raise BenchError(
+                f"{system}: row {row}'s form has csrf_token {fields.get('csrf_token')!r}, not the "
+                f"page's token (an unfilled placeholder of a cached fragment?)"
+            )
+        key = fields.get("_hx_key", "")
+        if not re.fullmatch(r"[A-Za-z0-9_-]{22}", key) or key in keys:
+            raise BenchError(
+                f"{system}: row {row}'s _hx_key {key!r} is not a fresh key of its own "
+                "(an unfilled placeholder of a cached fragment?)"
+            )
+        keys.add(key)
+
+
+def check(system: str, browser: Browser, widgets: int, shared: bool = False) -> None:
+    """Run against a freshly started server (every worker holds the initial data). ``shared``:
+    the workers share the data (and the fragment cache): every later page must show a toggle."""
     _, page = browser.load()
     done = check_page(system, page, widgets)
     if done != INITIAL_DONE:
         raise BenchError(f"{system}: GET / says {done} of 200 done, expected {INITIAL_DONE}")
-    if system == "library":
+    if system.startswith("library"):
         check_refusals(system, browser)
         check_regions_header(system, browser)
 
@@ -423,6 +477,8 @@ def check(system: str, browser: Browser, widgets: int) -> None:
         raise BenchError(f"{system}: stats did not move to 67: {part.stats[0][0]!r}")
     if part.widgets:
         raise BenchError(f"{system}: htmx toggle re-rendered the widgets")
+    if shared:
+        check_pages_show(system, browser, widgets, {1: "true"}, INITIAL_DONE + 1)
 
     # No-JS toggle of row 2: 303 to "/", and some worker now shows row 2 checked (the workers
     # hold separate copies of the data: look until the one that took the POST answers).
@@ -430,6 +486,11 @@ def check(system: str, browser: Browser, widgets: int) -> None:
     location = answer.headers.get("Location", "")
     if answer.status != 303 or location not in ("/", f"{browser.origin}/"):
         raise BenchError(f"{system}: no-JS toggle answered {answer.status} {location!r}")
+    if shared:
+        check_pages_show(system, browser, widgets, {1: "true", 2: "true"}, INITIAL_DONE + 2)
+        check_other_session(system, browser, widgets)
+        log(f"{system}: correctness check passed (toggles seen by every later page)")
+        return
     for _ in range(80):
         _, page = browser.load()
         check_page(system, page, widgets)  # stats always agree with the rows
@@ -438,6 +499,42 @@ def check(system: str, browser: Browser, widgets: int) -> None:
     else:
         raise BenchError(f"{system}: no page showed row 2 checked after the no-JS toggle")
     log(f"{system}: correctness check passed")
+
+
+def check_pages_show(
+    system: str, browser: Browser, widgets: int, rows: dict[int, str], done: int
+) -> None:
+    """With shared data and a shared fragment cache, every page after a toggle (whichever worker
+    serves it, cached rows or not) shows the flipped rows and the moved stats."""
+    for attempt in range(6):  # both workers, several times
+        _, page = browser.load()
+        if check_page(system, page, widgets) != done:
+            raise BenchError(
+                f"{system}: GET / #{attempt + 1} after a toggle says {page.stats[0][0]!r}, "
+                f"expected {done} done (a stale cached fragment?)"
+            )
+        for row, checked in rows.items():
+            if page.forms[row].checked != checked:
+                raise BenchError(
+                    f"{system}: GET / #{attempt + 1} after a toggle shows row {row} "
+                    f"aria-checked={page.forms[row].checked!r}, expected {checked!r}"
+                )
+
+
+def check_other_session(system: str, browser: Browser, widgets: int) -> None:
+    """Rows are cached per user: another session gets its own forms (its bound ids and keys
+    verify), and its toggle works and is seen by the first session's pages too."""
+    other = Browser(system, browser.port)
+    _, page = other.load()
+    before = check_page(system, page, widgets)
+    answer = other.send(other.htmx_toggle(3))  # 3 is done at first: unchecks it
+    if answer.status != 200:
+        raise BenchError(f"{system}: a second session's toggle answered {answer.status}")
+    part = PageParser.of(answer.text)
+    if part.row_ids != [3] or part.forms[3].checked != "false":
+        raise BenchError(f"{system}: a second session's toggle did not uncheck row 3")
+    check_pages_show(system, other, widgets, {3: "false"}, before - 1)
+    check_pages_show(system, browser, widgets, {3: "false"}, before - 1)
 
 
 def check_regions_header(system: str, browser: Browser) -> None:
@@ -496,14 +593,53 @@ end
 """
 
 
-def wrk_script(req: Request, directory: Path, name: str) -> Path:
+# Each request gets its own random 22-character _hx_key (base64url alphabet, 132 random bits from
+# /dev/urandom, opened once per wrk thread): every toggle is a new submit, never a replay.
+FRESH_KEY_LUA = """
+local alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+local urandom
+local key = {}
+init = function(args)
+  urandom = assert(io.open("/dev/urandom", "rb"))
+end
+request = function()
+  local bytes = urandom:read(22)
+  for i = 1, 22 do
+    local b = bytes:byte(i) % 64 + 1
+    key[i] = alphabet:sub(b, b)
+  end
+  return wrk.format(nil, nil, nil, body_head .. table.concat(key) .. body_tail)
+end
+"""
+
+
+def fresh_key(req: Request) -> Request:
+    """``req`` with a new random ``_hx_key`` (what hx-actions.js sends for the next submit)."""
+    if not KEY_FIELD_RE.search(req.body):
+        raise BenchError(f"no _hx_key field in {req.body[:200]!r}")
+    body = KEY_FIELD_RE.sub(lambda m: m.group(1) + secrets.token_urlsafe(16), req.body, count=1)
+    return Request(req.method, req.path, req.headers, body)
+
+
+KEY_FIELD_RE = re.compile(r"((?:^|&)_hx_key=)[A-Za-z0-9_-]*")
+
+
+def wrk_script(req: Request, directory: Path, name: str, fresh_keys: bool = False) -> Path:
     lines = [f"wrk.method = {lua_string(req.method)}"]
+    extra = ""
     if req.method == "POST":
         lines.append(f"wrk.body = {lua_string(req.body)}")
+        if fresh_keys:
+            match = KEY_FIELD_RE.search(req.body)
+            if not match:
+                raise BenchError(f"no _hx_key field in {req.body[:200]!r}")
+            lines.append(f"body_head = {lua_string(req.body[: match.end(1)])}")
+            lines.append(f"body_tail = {lua_string(req.body[match.end() :])}")
+            extra = FRESH_KEY_LUA
     for key, value in req.headers.items():
         lines.append(f"wrk.headers[{lua_string(key)}] = {lua_string(value)}")
     path = directory / f"{name}.lua"
-    path.write_text("\n".join(lines) + "\n" + DONE_LUA)
+    path.write_text("\n".join(lines) + "\n" + extra + DONE_LUA)
     return path
 
 
@@ -516,6 +652,7 @@ def seconds(duration: str) -> float:
 
 @dataclass
 class Measure:
+    requests: int
     rps: float
     p50_ms: float
     p99_ms: float
@@ -546,7 +683,7 @@ def wrk(port: int, script: Path, path: str, threads: int, conns: int, duration: 
     p50_us, p99_us = float(fields[2]), float(fields[3])
     names = ("connect", "read", "write", "status", "timeout")
     errors = {n: int(v) for n, v in zip(names, fields[4:], strict=True)}
-    return Measure(requests / (duration_us / 1e6), p50_us / 1000, p99_us / 1000, errors)
+    return Measure(requests, requests / (duration_us / 1e6), p50_us / 1000, p99_us / 1000, errors)
 
 
 # -- the run -------------------------------------------------------------------------------------
@@ -558,26 +695,111 @@ class System:
     module: str
     widgets: int
     points: tuple[tuple[str, str], ...]  # (endpoint, variant)
+    env: dict[str, str] = field(default_factory=dict)  # the server's own settings
+    shared: bool = False  # data and fragment cache shared by the workers (check every page)
+    # gunicorn --preload: the app is imported once in the master, so both workers share the
+    # library's per-process placeholder marker of cached HTML (see variant_systems).
+    preload: bool = False
+    idempotency: bool = False  # keys enforced (Redis store): check replays, count keys
 
+    @property
+    def fresh_keys(self) -> bool:
+        """wrk sends a new ``_hx_key`` per toggle (all library systems, store or not)."""
+        return self.module == "library_app"
+
+
+ALL_POINTS = (("GET /", "page"), ("toggle", "htmx"), ("toggle", "no-JS (303)"))
 
 SYSTEMS = (
-    System(
-        "baseline",
-        "baseline_app",
-        20,
-        (("GET /", "page"), ("toggle", "htmx"), ("toggle", "no-JS (303)")),
-    ),
-    System(
-        "library",
-        "library_app",
-        20,
-        (("GET /", "page"), ("toggle", "htmx"), ("toggle", "no-JS (303)")),
-    ),
+    System("baseline", "baseline_app", 20, ALL_POINTS),
+    System("library", "library_app", 20, ALL_POINTS),
     System("library", "library_app", 200, (("toggle", "htmx, 200 widgets"),)),
 )
 
+VARIANT_NAMES = {"cache": "library+cache", "idem": "library+idem"}
 
-POINT_ORDER = (("GET /", "page"), ("toggle", "htmx"), ("toggle", "no-JS (303)"))
+
+def variant_systems(names: list[str], shared_dir: Path) -> list[System]:
+    """The Redis variants asked for in ``VARIANTS``, in a fixed order."""
+    out = []
+    if "cache" in names:
+        out.append(
+            System(
+                "library+cache",
+                "library_app",
+                20,
+                (("GET /", "page"), ("toggle", "htmx")),
+                env={
+                    "BENCH_CACHE": "1",
+                    "HX_ACTIONS_REDIS_URL": REDIS_URL,
+                    "HX_ACTIONS_IDEMPOTENCY_STORE": "none",  # the cache alone
+                    "BENCH_SHARED_DATA": str(shared_dir / "cache-variant-done-flags"),
+                },
+                shared=True,
+                # Workaround: cached HTML holds placeholders for the CSRF token and the key,
+                # marked with a random value made per process (forms.py, _MARK). With the cache
+                # in Redis, HTML cached by one worker reaches the other unfilled (csrf_token
+                # "hx-csrf-<hex>", every _hx_key "hx-key-<hex>"); check_forms catches it. A
+                # preloaded master makes the marker once for both workers.
+                preload=True,
+            )
+        )
+    if "idem" in names:
+        out.append(
+            System(
+                "library+idem",
+                "library_app",
+                20,
+                (("toggle", "htmx"), ("toggle", "no-JS (303)")),
+                env={"HX_ACTIONS_REDIS_URL": REDIS_URL},
+                idempotency=True,
+            )
+        )
+    return out
+
+
+def parse_variants(value: str) -> list[str]:
+    names = [n.strip() for n in value.replace(",", " ").split() if n.strip()]
+    if names in ([], ["none"]):
+        return []
+    if names == ["all"]:
+        return list(VARIANT_NAMES)
+    unknown = [n for n in names if n not in VARIANT_NAMES]
+    if unknown:
+        raise BenchError(f"VARIANTS: unknown {unknown}; use cache, idem, all or none")
+    return names
+
+
+class Redis:
+    """The bench's own look at the Redis the variants use (redis-py, from the library's extra)."""
+
+    def __init__(self, url: str) -> None:
+        import redis
+
+        self.url = url
+        self.client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
+
+    @classmethod
+    def connect(cls, url: str) -> Redis | None:
+        try:
+            redis = cls(url)
+            redis.client.ping()
+        except ImportError:
+            log(f"redis-py is not installed (pip install -e '.[dev]'): cannot use {url}")
+            return None
+        except Exception as exc:  # connection refused, timeout, auth...
+            log(f"Redis at {url} does not answer ({type(exc).__name__}: {exc})")
+            return None
+        return redis
+
+    def flush(self) -> None:
+        self.client.flushdb()
+
+    def count(self, prefix: str) -> int:
+        return sum(1 for _ in self.client.scan_iter(match=f"{prefix}*", count=5000))
+
+
+POINT_ORDER = ALL_POINTS
 
 
 def request_for(browser: Browser, endpoint: str, variant: str) -> Request:
@@ -634,11 +856,13 @@ def prepare(system: System, server: Server, workdir: Path) -> list[Target]:
     """Check a fresh server, then read the page the load replays (cookie, tokens, bound id) and
     record one answer's body size per point."""
     browser = Browser(system.name, server.port)
-    check(system.name, browser, system.widgets)
+    check(system.name, browser, system.widgets, shared=system.shared)
     browser.load()
     targets = []
     for endpoint, variant in system.points:
         req = request_for(browser, endpoint, variant)
+        if system.fresh_keys and req.method == "POST":
+            req = fresh_key(req)  # as for a new submit: the page's key may be spent already
         answer = browser.send(req)
         if answer.status != expected_status(endpoint, variant):
             raise BenchError(
@@ -646,28 +870,65 @@ def prepare(system: System, server: Server, workdir: Path) -> list[Target]:
                 f"expected {expected_status(endpoint, variant)}"
             )
         if req.method == "POST":
-            # wrk replays this very request (same _hx_key). Fine while the app keeps no
-            # idempotency store; with one, the load would measure stored replays, not toggles.
-            again = browser.send(req)
-            if "Idempotent-Replayed" in answer.headers or "Idempotent-Replayed" in again.headers:
-                raise BenchError(
-                    f"{system.name} {endpoint} {variant}: the answer is an idempotent replay; "
-                    "wrk would measure replays: give each request its own _hx_key first."
-                )
+            check_keys(system, endpoint, variant, browser, req, answer)
         slug = re.sub(r"[^a-z0-9]+", "-", f"{system.name}-{system.widgets}-{endpoint}-{variant}")
-        script = wrk_script(req, workdir, slug.lower())
+        fresh = system.fresh_keys and req.method == "POST"
+        script = wrk_script(req, workdir, slug.lower(), fresh_keys=fresh)
         targets.append(Target(system, server, endpoint, variant, req, script, len(answer.body)))
     return targets
 
 
-def measure(target: Target, threads: int, conns: int, duration: str) -> dict[str, Any]:
+def check_keys(
+    system: System, endpoint: str, variant: str, browser: Browser, req: Request, first: Answer
+) -> None:
+    """What wrk will send is a real toggle each time, never a stored replay: requests with fresh
+    keys are not replayed. With the store on, the same key sent again is replayed (so the store
+    is really in the path); with it off, the same key runs again."""
+    label = f"{system.name} {endpoint} {variant}"
+    status = expected_status(endpoint, variant)
+    answers = [first]
+    if system.fresh_keys:
+        answers += [browser.send(fresh_key(req)) for _ in range(3)]
+    replayed = [a for a in answers if "Idempotent-Replayed" in a.headers]
+    if replayed or any(a.status != status for a in answers):
+        raise BenchError(
+            f"{label}: answers to fresh keys: {[a.status for a in answers]}, "
+            f"{len(replayed)} with Idempotent-Replayed; wrk would not measure real toggles"
+        )
+    again = browser.send(req)  # the first request's key, once more
+    if system.idempotency:
+        if again.status != status or again.headers.get("Idempotent-Replayed") != "true":
+            raise BenchError(
+                f"{label}: a repeated _hx_key answered {again.status} without "
+                "Idempotent-Replayed: true; is the Redis idempotency store on?"
+            )
+    elif "Idempotent-Replayed" in again.headers:
+        raise BenchError(f"{label}: a repeated key was replayed, but this system has no store")
+
+
+def measure(
+    target: Target, threads: int, conns: int, duration: str, redis: Redis | None = None
+) -> dict[str, Any]:
     port, path = target.server.port, target.request.path
-    wrk(port, target.script, path, threads, conns, WARMUP)
+    counting = target.system.idempotency and target.request.method == "POST" and redis
+    keys_before = redis.count(IDEM_PREFIX) if counting and redis else 0
+    warm = wrk(port, target.script, path, threads, conns, WARMUP)
     m = wrk(port, target.script, path, threads, conns, duration)
     bad = {k: v for k, v in m.errors.items() if v}
     label = f"{target.system.name} {target.endpoint} {target.variant} c={conns}"
     if bad:
         raise BenchError(f"{label}: wrk errors {bad}\n{target.server.log_tail()}")
+    if counting and redis:
+        # Every request claimed a key of its own (a replay or a 409 would not add one), plus at
+        # most the requests still in flight when wrk stopped (not counted by wrk).
+        added = redis.count(IDEM_PREFIX) - keys_before
+        sent = warm.requests + m.requests
+        if not sent <= added <= sent + 2 * conns:
+            raise BenchError(
+                f"{label}: wrk completed {sent} toggles but Redis holds {added} new "
+                "idempotency keys: some requests were not new submits"
+            )
+        log(f"  {label}: {added} new idempotency keys for {sent} requests")
     row = {
         "system": target.system.name,
         "endpoint": target.endpoint,
@@ -685,21 +946,36 @@ def measure(target: Target, threads: int, conns: int, duration: str) -> dict[str
     return row
 
 
-def run_all(duration: str, workdir: Path, rounds: int = 1) -> list[dict[str, Any]]:
+def run_all(
+    duration: str, workdir: Path, rounds: int = 1, variants: list[str] | None = None
+) -> list[dict[str, Any]]:
     """Start every server (idle ones cost nothing), check each, then measure point by point with
     the systems back to back, so a change in the machine's background load hits them alike.
     With ``rounds`` > 1 every point is measured that many times and the median round is kept."""
+    systems = list(SYSTEMS)
+    redis: Redis | None = None
+    if variants:
+        redis = Redis.connect(REDIS_URL)
+        if redis is None:
+            skipped = ", ".join(VARIANT_NAMES[n] for n in variants)
+            log(f"SKIPPING {skipped}: they need Redis at {REDIS_URL} (set BENCH_REDIS_URL)")
+        else:
+            redis.flush()  # no tag versions, cached fragments or keys from an earlier run
+            log(f"Redis {REDIS_URL}: flushed for {', '.join(VARIANT_NAMES[n] for n in variants)}")
+            systems += variant_systems(variants, workdir)
     servers: list[Server] = []
     try:
         targets: list[Target] = []
-        for system in SYSTEMS:
-            server = Server(system.module, system.widgets)
+        for system in systems:
+            server = Server(system.module, system.widgets, system.env, system.preload)
             servers.append(server)
             version = ""
-            if system.name == "library":
+            if system.module == "library_app":
                 MEASURED_VERSIONS.append(library_version())
                 version = f", flask_hx_actions {MEASURED_VERSIONS[-1]}"
-            where = f"WIDGETS={system.widgets}{version}, 127.0.0.1:{server.port}"
+            settings = "".join(f", {k}={v}" for k, v in system.env.items())
+            settings += ", gunicorn --preload" if system.preload else ""
+            where = f"WIDGETS={system.widgets}{settings}{version}, 127.0.0.1:{server.port}"
             log(f"{system.name} ({system.module}, {where})")
             server.start()
             targets += prepare(system, server, workdir)
@@ -713,7 +989,7 @@ def run_all(duration: str, workdir: Path, rounds: int = 1) -> list[dict[str, Any
                 for threads, conns in CONCURRENCY:
                     for target in ordered:
                         if (target.endpoint, target.variant.split(",")[0]) == (endpoint, variant):
-                            row = measure(target, threads, conns, duration)
+                            row = measure(target, threads, conns, duration, redis)
                             key = (row["system"], row["endpoint"], row["variant"], conns)
                             samples.setdefault(key, []).append(row)
         # Per point, the round with the median req/s (all its figures from that one round); the
@@ -730,6 +1006,9 @@ def run_all(duration: str, workdir: Path, rounds: int = 1) -> list[dict[str, Any
     finally:
         for server in servers:
             server.stop()
+        if redis is not None:
+            with contextlib.suppress(Exception):
+                redis.flush()  # the run's keys (hundreds of thousands with library+idem)
 
 
 # -- output --------------------------------------------------------------------------------------
@@ -760,17 +1039,32 @@ def markdown(rows: list[dict[str, Any]], duration: str, rounds: int, load: str) 
     ratios = ratio_rows(rows)
     out += [
         "",
-        "Ratio library ÷ baseline (req/s above 1 is better; latency and bytes below 1 are; "
+        "Ratio system ÷ baseline (req/s above 1 is better; latency and bytes below 1 are; "
         "with several rounds, the median of the per-round ratios):",
         "",
-        "| endpoint | variant | concurrency | req/s | p50 | p99 | bytes |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+        "| system | endpoint | variant | concurrency | req/s | p50 | p99 | bytes |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in ratios:
         out.append(
-            f"| {r['endpoint']} | {r['variant']} | {r['concurrency']} | {r['rps']:.2f}x | "
-            f"{r['p50_ms']:.2f}x | {r['p99_ms']:.2f}x | {r['bytes']:.2f}x |"
+            f"| {r['system']} | {r['endpoint']} | {r['variant']} | {r['concurrency']} | "
+            f"{r['rps']:.2f}x | {r['p50_ms']:.2f}x | {r['p99_ms']:.2f}x | {r['bytes']:.2f}x |"
         )
+    against = variant_rows(rows)
+    if against:
+        out += [
+            "",
+            "Variants ÷ the plain library (same point; µs/request = 1e6 ÷ req/s, variant minus "
+            "library: the cost per request at c=1; at c=16 two workers share the load):",
+            "",
+            "| system | endpoint | variant | concurrency | req/s | p50 | µs/request vs library |",
+            "| --- | --- | --- | ---: | ---: | ---: | ---: |",
+        ]
+        for r in against:
+            out.append(
+                f"| {r['system']} | {r['endpoint']} | {r['variant']} | {r['concurrency']} | "
+                f"{r['rps']:.2f}x | {r['p50_ms']:.2f}x | {r['us_per_request']:+,.0f} |"
+            )
     out += ["", "Targets:", ""]
     out += [f"- {line}" for line in target_lines(rows)]
     return "\n".join(out) + "\n"
@@ -801,16 +1095,53 @@ def paired(a: dict[str, Any], b: dict[str, Any], key: str) -> float:
     return ratios[n // 2] if n % 2 else (ratios[n // 2 - 1] + ratios[n // 2]) / 2
 
 
+def paired_us(a: dict[str, Any], b: dict[str, Any]) -> float:
+    """µs per request of ``a`` minus that of ``b`` (1e6 / req/s); over several rounds, the
+    median of the per-round differences."""
+    ra, rb = a.get("rounds", [a]), b.get("rounds", [b])
+    if len(ra) != len(rb):
+        ra, rb = [a], [b]
+    diffs = sorted(1e6 / x["rps"] - 1e6 / y["rps"] for x, y in zip(ra, rb, strict=True))
+    n = len(diffs)
+    return diffs[n // 2] if n % 2 else (diffs[n // 2 - 1] + diffs[n // 2]) / 2
+
+
+def variant_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each variant's point against the plain library's same point."""
+    out = []
+    for row in rows:
+        if row["system"] not in VARIANT_NAMES.values():
+            continue
+        lib = _find(rows, "library", row["endpoint"], row["variant"], row["concurrency"])
+        if lib is None:
+            continue
+        out.append(
+            {
+                "system": row["system"],
+                "endpoint": row["endpoint"],
+                "variant": row["variant"],
+                "concurrency": row["concurrency"],
+                "rps": paired(row, lib, "rps"),
+                "p50_ms": paired(row, lib, "p50_ms"),
+                "us_per_request": paired_us(row, lib),
+                "library_us": 1e6 / lib["rps"],
+                "variant_us": 1e6 / row["rps"],
+            }
+        )
+    return out
+
+
 def ratio_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for lib in rows:
-        if lib["system"] != "library":
+        if lib["system"] == "baseline":
             continue
         base = _find(rows, "baseline", lib["endpoint"], lib["variant"], lib["concurrency"])
         if base is None:
             continue
         out.append(
             {
+                "system": lib["system"],
                 "endpoint": lib["endpoint"],
                 "variant": lib["variant"],
                 "concurrency": lib["concurrency"],
@@ -855,6 +1186,25 @@ def target_lines(rows: list[dict[str, Any]]) -> list[str]:
                 f"{fmt(small['rps'])} req/s, ratio {ratio:.2f}x, {diff:.1%} apart (target < 10%): "
                 f"{verdict(diff < 0.10)}"
             )
+    for conc in (1, 16):
+        cached = _find(rows, "library+cache", "GET /", "page", conc)
+        base = _find(rows, "baseline", "GET /", "page", conc)
+        lib = _find(rows, "library", "GET /", "page", conc)
+        if cached and base:
+            ratio = paired(cached, base, "rps")
+            vs_lib = f", {paired(cached, lib, 'rps'):.2f}x the library without cache" if lib else ""
+            lines.append(
+                f"GET / with the fragment cache (library+cache), c={conc}: {fmt(cached['rps'])} "
+                f"req/s, {ratio:.2f}x baseline{vs_lib} (target >= 1.5x baseline): "
+                f"{verdict(ratio >= 1.5)}"
+            )
+    for r in variant_rows(rows):
+        if r["system"] == "library+idem" and r["concurrency"] == 1:
+            lines.append(
+                f"idempotency cost per action, toggle {r['variant']}, c=1: "
+                f"{r['us_per_request']:+,.0f} µs/request ({r['library_us']:,.0f} µs without the "
+                f"store, {r['variant_us']:,.0f} µs with it; {r['rps']:.2f}x the library's req/s)"
+            )
     return lines
 
 
@@ -885,7 +1235,8 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-wrk-") as tmp:
         try:
-            rows = run_all(duration, Path(tmp), rounds)
+            variants = parse_variants(os.environ.get("VARIANTS", "all"))
+            rows = run_all(duration, Path(tmp), rounds, variants)
         except BenchError as exc:
             log(f"FAILED: {exc}")
             return 1

@@ -3,11 +3,20 @@
 Both benchmark apps import it, so they serve the same data from the same kind of store.
 ``WIDGETS`` (environment, default 20) sets the number of widgets: 200 makes the page about ten
 times heavier without changing what a toggle touches.
+
+``BENCH_SHARED_DATA=<file>`` shares the done flags between the worker processes through that file,
+mapped into memory (``mmap``, created with the initial flags when missing): a toggle flips the
+flag under a file lock and bumps a generation counter; ``refresh()`` (before each request) copies
+the flags into ``TODOS`` when the counter moved. The fragment cache needs it: with the cache in
+Redis, a row cached by one worker must show the data every worker sees.
 """
 
 from __future__ import annotations
 
+import fcntl
+import mmap
 import os
+import struct
 from typing import Any
 
 N_TODOS = 200
@@ -46,3 +55,84 @@ WIDGETS = make_widgets()
 
 def done_count() -> int:
     return sum(1 for t in TODOS.values() if t["done"])
+
+
+def toggle(id: int) -> dict[str, Any] | None:
+    """Flip todos[id].done (in this process, or in the shared file); the todo, or None."""
+    todo = TODOS.get(id)
+    if todo is None:
+        return None
+    if _shared is None:
+        todo["done"] = not todo["done"]
+    else:
+        _shared.toggle(id)
+    return todo
+
+
+class SharedFlags:
+    """Done flags in a file mapped by every worker: 8 bytes of generation, then one byte a todo."""
+
+    HEADER = struct.Struct("<Q")
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._open()
+
+    def _open(self) -> None:
+        # Per process: a flock belongs to the open file, so workers forked from a preloading
+        # gunicorn master must not share the master's descriptor.
+        self._pid = os.getpid()
+        size = self.HEADER.size + N_TODOS
+        self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+        with self._locked():
+            if os.fstat(self._fd).st_size < size:
+                flags = bytes(1 if t["done"] else 0 for t in make_todos().values())
+                os.pwrite(self._fd, self.HEADER.pack(0) + flags, 0)
+            self._map = mmap.mmap(self._fd, size)
+        self._seen = -1
+        self.refresh()
+
+    def _locked(self) -> Any:
+        fd = self._fd
+
+        class Lock:
+            def __enter__(self) -> None:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+
+            def __exit__(self, *exc: object) -> None:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+
+        return Lock()
+
+    def refresh(self) -> None:
+        if self._pid != os.getpid():
+            self._open()
+            return
+        generation = self.HEADER.unpack_from(self._map, 0)[0]
+        if generation == self._seen:
+            return
+        flags = self._map[self.HEADER.size :]
+        for i, todo in TODOS.items():
+            todo["done"] = flags[i - 1] == 1
+        self._seen = generation
+
+    def toggle(self, id: int) -> None:
+        if self._pid != os.getpid():
+            self._open()
+        with self._locked():
+            self.refresh()
+            offset = self.HEADER.size + id - 1
+            self._map[offset] = 0 if self._map[offset] else 1
+            generation = self.HEADER.unpack_from(self._map, 0)[0] + 1
+            self.HEADER.pack_into(self._map, 0, generation)
+            self.refresh()
+
+
+SHARED = os.environ.get("BENCH_SHARED_DATA", "")
+_shared = SharedFlags(SHARED) if SHARED else None
+
+
+def refresh() -> None:
+    """Before each request: take the other workers' toggles (a no-op without shared data)."""
+    if _shared is not None:
+        _shared.refresh()

@@ -7,6 +7,11 @@ the fragments ``todos`` (the list section), ``todo`` (one row, ``<li id="todo-<i
 ``fragment(...)`` calls. Data lives in memory, one copy per worker (``data.py``).
 
 Run: ``gunicorn --chdir bench/apps library_app:app`` (``WIDGETS=200`` for a ten times heavier page).
+
+``BENCH_CACHE=1`` turns the fragment cache on: rows ``cache="user"`` (they hold an action_form),
+widgets ``cache="global"``. With several workers, set ``HX_ACTIONS_REDIS_URL`` so the tag versions
+and the cache are shared, and ``BENCH_SHARED_DATA`` (see ``data.py``) so the data is too.
+``HX_ACTIONS_REDIS_URL`` alone (no SQLAlchemy here) also turns on idempotency keys, kept in Redis.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import data
 from data import TODOS, WIDGETS, done_count
 from flask import Flask, abort, render_template
 from flask_wtf.csrf import CSRFProtect
@@ -24,6 +30,15 @@ app = Flask(__name__, template_folder="templates/library")
 # Fixed, so every gunicorn worker signs and verifies session cookies, CSRF tokens and bound ids
 # with the same key.
 app.secret_key = os.environ.get("BENCH_SECRET_KEY", "bench-only-secret-key")
+# The README's way to share tag versions and cached fragments between workers; with no
+# SQLAlchemy, the "auto" idempotency store then keeps the keys in Redis too.
+# HX_ACTIONS_IDEMPOTENCY_STORE=none keeps keys off (the cache variant measures the cache alone).
+for _name in ("HX_ACTIONS_REDIS_URL", "HX_ACTIONS_IDEMPOTENCY_STORE"):
+    if os.environ.get(_name):
+        app.config[_name] = os.environ[_name]
+CACHE = os.environ.get("BENCH_CACHE", "") not in ("", "0")
+ROW_CACHE = "user" if CACHE else None
+WIDGETS_CACHE = "global" if CACHE else None
 CSRFProtect(app)
 HxActions(app)
 
@@ -32,10 +47,8 @@ bp = ActionsBlueprint("todos", __name__, url_prefix="/todos")
 
 @bp.action("toggle", tags=lambda id: [f"todo:{id}", "stats"], fragment="todo")
 def toggle(id: int):  # id comes from the signed bound argument rendered by action_form
-    todo = TODOS.get(id)
-    if todo is None:
+    if data.toggle(id) is None:
         return not_found()
-    todo["done"] = not todo["done"]
     return ok()
 
 
@@ -44,7 +57,9 @@ def todos() -> dict[str, Any]:
     return {"todos": TODOS.values()}
 
 
-@bp.fragment("todo", template="_todo.html", tags=lambda id: [f"todo:{id}"], element="li")
+@bp.fragment(
+    "todo", template="_todo.html", tags=lambda id: [f"todo:{id}"], element="li", cache=ROW_CACHE
+)
 def todo(id: int) -> dict[str, Any]:
     found = TODOS.get(id)
     if found is None:
@@ -57,12 +72,16 @@ def stats() -> dict[str, Any]:
     return {"done": done_count(), "total": len(TODOS)}
 
 
-@bp.fragment("widgets", template="_widgets.html", tags=["widgets"], element="section")
+@bp.fragment(
+    "widgets", template="_widgets.html", tags=["widgets"], element="section", cache=WIDGETS_CACHE
+)
 def widgets() -> dict[str, Any]:
     return {"widgets": WIDGETS}
 
 
 app.register_blueprint(bp)
+if data.SHARED:
+    app.before_request(data.refresh)
 
 
 @app.get("/")
