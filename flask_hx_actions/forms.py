@@ -8,6 +8,8 @@ template each time.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
@@ -147,23 +149,39 @@ def action_url(state: HxState, endpoint: str) -> str:
     return url
 
 
-# Cached fragments hold these markers where per-render values go; they are replaced by fresh
-# values each time the HTML is served. The random part keeps user content from forging them.
-_MARK = secrets.token_hex(8)
-_KEY_MARK = f"hx-key-{_MARK}"
-_CSRF_MARK = f"hx-csrf-{_MARK}"
-_MARKS = re.compile(f"hx-(key|csrf)-{_MARK}")
+class _Marks:
+    """Markers that cached fragments hold where per-render values go (CSRF token, idempotency
+    key); they are replaced by fresh values each time the HTML is served. They are derived from
+    the app's secret key, so every worker and machine sharing a Redis cache reads the same
+    markers, and user content cannot forge them."""
+
+    __slots__ = ("csrf", "key", "pattern", "stem")
+
+    def __init__(self, secret: str | bytes) -> None:
+        raw = secret.encode() if isinstance(secret, str) else secret
+        self.stem = hmac.new(raw, b"hx-actions.placeholders", hashlib.sha256).hexdigest()[:20]
+        self.key = f"hx-key-{self.stem}"
+        self.csrf = f"hx-csrf-{self.stem}"
+        self.pattern = re.compile(f"hx-(key|csrf)-{self.stem}")
+
+
+def _marks(app: Any) -> _Marks:
+    marks: _Marks | None = app.extensions.get("hx_actions_marks")
+    if marks is None:
+        marks = app.extensions["hx_actions_marks"] = _Marks(app.secret_key or "")
+    return marks
 
 
 def fill_placeholders(html: str) -> str:
-    if _MARK not in html:
+    marks = _marks(current_app)
+    if marks.stem not in html:
         return html
     csrf = generate_csrf() if current_app.config.get("WTF_CSRF_ENABLED", True) else ""
 
     def value(match: re.Match[str]) -> str:
         return secrets.token_urlsafe(16) if match.group(1) == "key" else str(escape(csrf))
 
-    return _MARKS.sub(value, html)
+    return marks.pattern.sub(value, html)
 
 
 def _csrf_input(app: Any) -> str:
@@ -204,12 +222,13 @@ def hidden_inputs(
     if app.config.get("WTF_CSRF_ENABLED", True):
         if placeholders:  # cached HTML serves every kind of request: always with the token
             field_name = app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token")
-            parts.append(f'<input type="hidden" name="{escape(field_name)}" value="{_CSRF_MARK}">')
+            mark = _marks(app).csrf
+            parts.append(f'<input type="hidden" name="{escape(field_name)}" value="{mark}">')
         elif not g.get("_hx_csrf_by_header"):
             # An htmx answer to a page that sends the token as a header (hx-actions.js, from
             # the meta tag) re-renders its forms without the token input: the page has it.
             parts.append(_csrf_input(app))
-    key = _KEY_MARK if placeholders else secrets.token_urlsafe(16)
+    key = _marks(app).key if placeholders else secrets.token_urlsafe(16)
     parts.append(f'<input type="hidden" name="_hx_key" value="{key}">')
     if bind:
         binding = security.session_binding(state.identity())

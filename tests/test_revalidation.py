@@ -367,3 +367,35 @@ def test_htmx_answer_forms_skip_the_csrf_input_only_when_the_page_sends_the_head
     page = client.get("/", headers={"X-CSRFToken": token, "HX-Request": "true"})
     assert page.status_code == 200
     assert 'name="csrf_token"' in page.text
+
+
+def test_cached_forms_are_filled_by_every_worker_sharing_the_redis_cache(redis_url):
+    """A second process (another gunicorn worker) serves HTML the first one cached in Redis."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    first, _ = make_app(HX_ACTIONS_REDIS_URL=redis_url)
+    a = first.test_client()
+    a.get("/login/alice")
+    assert "hx-key-" not in a.get("/_hx/fragments/mine?id=1").text  # now cached in Redis
+    worker = (
+        "import sys\n"
+        "from tests.test_revalidation import make_app\n"
+        f"app, _ = make_app(HX_ACTIONS_REDIS_URL={redis_url!r})\n"
+        "client = app.test_client()\n"
+        "client.set_cookie('session', sys.argv[1])\n"
+        "sys.stdout.write(client.get('/_hx/fragments/mine?id=1').text)\n"
+    )
+    root = Path(__file__).resolve().parent.parent
+    served = subprocess.run(
+        [sys.executable, "-W", "error", "-c", worker, a.get_cookie("session").value],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    assert 'name="_hx_key"' in served
+    assert "hx-key-" not in served and "hx-csrf-" not in served
+    assert re.search(r'name="_hx_key" value="[A-Za-z0-9_-]{22}"', served)
