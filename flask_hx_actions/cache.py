@@ -101,16 +101,37 @@ class RedisTagVersions:
 
 
 class RedisFragmentCache:
-    def __init__(self, client: Any, prefix: str = "hx-actions") -> None:
+    """Fragments in Redis, shared by every worker, with a small LRU in this process in front.
+
+    A key names the fragment, its parameters, its tags' versions and its user scope, so the HTML
+    under one key never changes: a copy kept in process (until the entry's Redis expiry) is never
+    stale, and a page of many cached fragments costs a round trip only for the ones this worker
+    has not served yet.
+    """
+
+    def __init__(self, client: Any, prefix: str = "hx-actions", local_size: int = 2000) -> None:
         self._redis = client
         self._prefix = f"{prefix}:fragment:"
+        self._local = MemoryFragmentCache(local_size)
 
     def get(self, key: str) -> str | None:
-        value = self._redis.get(self._prefix + key)
-        return None if value is None else bytes(value).decode()
+        found = self._local.get(key)
+        if found is not None:
+            return found
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.get(self._prefix + key)
+        pipe.pttl(self._prefix + key)
+        value, pttl = pipe.execute()
+        if value is None:
+            return None
+        html = bytes(value).decode()
+        if pttl and pttl > 0:
+            self._local.set(key, html, max(1, pttl // 1000))
+        return html
 
     def set(self, key: str, value: str, ttl: int) -> None:
         self._redis.set(self._prefix + key, value.encode(), ex=max(1, ttl))
+        self._local.set(key, value, max(1, ttl))
 
 
 def make_stores(redis_url: str | None, size: int) -> tuple[TagVersions, FragmentCache]:
@@ -119,4 +140,4 @@ def make_stores(redis_url: str | None, size: int) -> tuple[TagVersions, Fragment
     import redis
 
     client = redis.Redis.from_url(redis_url)
-    return RedisTagVersions(client), RedisFragmentCache(client)
+    return RedisTagVersions(client), RedisFragmentCache(client, local_size=size)

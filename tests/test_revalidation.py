@@ -399,3 +399,17 @@ def test_cached_forms_are_filled_by_every_worker_sharing_the_redis_cache(redis_u
     assert 'name="_hx_key"' in served
     assert "hx-key-" not in served and "hx-csrf-" not in served
     assert re.search(r'name="_hx_key" value="[A-Za-z0-9_-]{22}"', served)
+
+
+def test_redis_fragment_cache_keeps_served_entries_in_process(redis_url):
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    writer = RedisFragmentCache(client, prefix="test-local")
+    reader = RedisFragmentCache(client, prefix="test-local")  # another worker
+    writer.set("k", "<p>x</p>", ttl=30)
+    assert reader.get("k") == "<p>x</p>"  # from Redis, then kept in process
+    client.delete("test-local:fragment:k")
+    assert reader.get("k") == "<p>x</p>"  # no round trip: entries under a key never change
+    assert RedisFragmentCache(client, prefix="test-local").get("k") is None
+    client.close()
