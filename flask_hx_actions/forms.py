@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from flask import current_app, g, request, url_for
+from flask.globals import _cv_app, _cv_request
 from flask_wtf.csrf import generate_csrf
 from markupsafe import Markup, escape
 
@@ -213,21 +214,24 @@ def hidden_inputs(
         app = current_app._get_current_object()  # type: ignore[attr-defined]
     if state is None:
         state = _hx_state()
-    placeholders = g.get("_hx_placeholders")
-    g._hx_form_rendered = True
-    if not g.get("_hx_sid_ready"):
+    gobj = g._get_current_object()
+    placeholders = getattr(gobj, "_hx_placeholders", None)
+    gobj._hx_form_rendered = True
+    if not getattr(gobj, "_hx_sid_ready", None):
         security.session_id()
-        g._hx_sid_ready = True
+        gobj._hx_sid_ready = True
     parts = []
-    if app.config.get("WTF_CSRF_ENABLED", True):
+    config = app.config
+    if config.get("WTF_CSRF_ENABLED", True):
         if placeholders:  # cached HTML serves every kind of request: always with the token
-            field_name = app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token")
+            field_name = config.get("WTF_CSRF_FIELD_NAME", "csrf_token")
             mark = _marks(app).csrf
             parts.append(f'<input type="hidden" name="{escape(field_name)}" value="{mark}">')
-        elif not g.get("_hx_csrf_by_header"):
+        elif not getattr(gobj, "_hx_csrf_by_header", None):
             # An htmx answer to a page that sends the token as a header (hx-actions.js, from
             # the meta tag) re-renders its forms without the token input: the page has it.
-            parts.append(_csrf_input(app))
+            csrf_input = getattr(gobj, "_hx_csrf_input", None)
+            parts.append(csrf_input if csrf_input is not None else _csrf_input(app))
     key = _marks(app).key if placeholders else secrets.token_urlsafe(16)
     parts.append(f'<input type="hidden" name="_hx_key" value="{key}">')
     if bind:
@@ -246,6 +250,7 @@ class _FormPlan:
 
     __slots__ = (
         "action",
+        "bound_set",
         "fragment",
         "head",
         "head_end",
@@ -258,6 +263,9 @@ class _FormPlan:
     def __init__(self, state: HxState, action: Action, url: str) -> None:
         self.action = action
         self.url = url
+        #: ``bind=`` with exactly these keys passes ``action.check_bind`` (None: always check).
+        bound = frozenset(action.bound_params)
+        self.bound_set = bound if action.required_bound <= bound else None
         self.fragment = state.fragment(action.fragment) if action.fragment is not None else None
         #: The own fragment's DOM ids need no escaping (its name is plain; values are sanitised).
         self.target_safe = self.fragment is not None and _SAFE.match(self.fragment.name) is not None
@@ -268,8 +276,8 @@ class _FormPlan:
         self.multipart = validator is not None and validator.multipart
 
 
-def _plan(state: HxState, endpoint: str) -> _FormPlan:
-    key = (endpoint, request.script_root)
+def _plan(state: HxState, endpoint: str, script_root: str | None = None) -> _FormPlan:
+    key = (endpoint, request.script_root if script_root is None else script_root)
     plan: _FormPlan | None = state.form_plans.get(key)
     if plan is None:
         action = _action(state, endpoint)
@@ -306,10 +314,20 @@ def action_form(
     :param attrs: more attributes: ``class_="x"`` -> ``class="x"``, ``hx_confirm=...`` ->
         ``hx-confirm=...``; ``True`` renders a bare attribute, ``False``/``None`` none.
     """
-    state = _hx_state()
-    plan = _plan(state, endpoint)
+    app_ctx = _cv_app.get(None)
+    request_ctx = _cv_request.get(None)
+    if app_ctx is None or request_ctx is None:  # the ordinary errors outside a request
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+        script_root = request.script_root
+    else:
+        app = app_ctx.app
+        script_root = request_ctx.request.script_root
+    state = app.extensions["hx_actions"]
+    plan = _plan(state, endpoint, script_root)
     action = plan.action
-    if bind or action.required_bound:
+    if (bind or action.required_bound) and (
+        bind is None or plan.bound_set is None or bind.keys() != plan.bound_set
+    ):
         action.check_bind(bind or {})
     if id:
         form_id = id
@@ -344,7 +362,6 @@ def action_form(
     if attrs:
         head.append(render_attrs(attrs))
     head.append(">")
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
     head.append(hidden_inputs(action, bind, next, app=app, state=state))
     if form_state is oldinput.EMPTY_STATE and not id:
         head.append(_empty_summary(form_id))
@@ -353,7 +370,10 @@ def action_form(
 
     body = ""
     if caller is not None:
-        stack: list[_FormContext] = g.setdefault("_hx_forms", [])
+        gobj = g._get_current_object()
+        stack: list[_FormContext] | None = getattr(gobj, "_hx_forms", None)
+        if stack is None:
+            stack = gobj._hx_forms = []
         stack.append(_FormContext(action, form_id, form_state))
         try:
             body = str(caller())

@@ -23,11 +23,12 @@ import re
 import typing
 from collections import ChainMap
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, quote_plus, urlencode
 
-from flask import current_app, g, render_template
+from flask import Flask, current_app, g, render_template
+from flask.globals import _cv_app
 from flask.signals import before_render_template, template_rendered
 from jinja2.runtime import new_context
 from markupsafe import Markup, escape
@@ -68,6 +69,22 @@ class Fragment:
     cache: CacheScope | None = None
     login_required: bool = False
     authorize: Callable[..., bool | None] | None = None
+    #: Precomputed per fragment (see ``__post_init__``): the parameter names as a set, the
+    #: start and the ``data-hx-fragment`` attribute of the region tag, each parameter's
+    #: URL-encoded name, and whether ``func`` is a plain (non-coroutine) function.
+    param_set: frozenset[str] = field(init=False, repr=False, compare=False)
+    _open: str = field(init=False, repr=False, compare=False)
+    _name_attr: str = field(init=False, repr=False, compare=False)
+    _quoted: Mapping[str, str] = field(init=False, repr=False, compare=False)
+    _sync: bool = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        setattr_ = object.__setattr__
+        setattr_(self, "param_set", frozenset(self.params))
+        setattr_(self, "_open", f'<{self.element} id="')
+        setattr_(self, "_name_attr", f'" data-hx-fragment="{escape(self.name)}"')
+        setattr_(self, "_quoted", {p: str(escape(quote_plus(p))) for p in self.params})
+        setattr_(self, "_sync", not inspect.iscoroutinefunction(self.func))
 
     @classmethod
     def build(
@@ -140,6 +157,8 @@ class Fragment:
         return self.static_tags | frozenset(_check_tags(self.tags_func(**args)))
 
     def check_params(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        if params.keys() == self.param_set:  # every parameter given, none unknown
+            return dict(params)
         unknown = set(params) - set(self.params)
         missing = self.required - set(params)
         if unknown or missing:
@@ -162,7 +181,12 @@ class Fragment:
         return self.check_params(out)
 
     def render_inner(self, params: Mapping[str, Any]) -> str:
-        context = current_app.ensure_sync(self.func)(**params)
+        app_ctx = _cv_app.get(None)
+        app = app_ctx.app if app_ctx is not None else current_app._get_current_object()  # type: ignore[attr-defined]
+        if self._sync and type(app).ensure_sync is Flask.ensure_sync:
+            context = self.func(**params)  # what ensure_sync returns for a plain function
+        else:
+            context = app.ensure_sync(self.func)(**params)
         if context is None:
             context = {}
         if not isinstance(context, Mapping):
@@ -178,7 +202,6 @@ class Fragment:
             return str(render_block(self.template, self.block, **context))
         if before_render_template.receivers or template_rendered.receivers:
             return render_template(self.template, **context)
-        app = current_app._get_current_object()  # type: ignore[attr-defined]
         return _render(app, self.template, context)
 
     def allowed(self, params: Mapping[str, Any], identity: Any) -> bool:
@@ -195,15 +218,18 @@ class Fragment:
         """The fragment rendered inside its region element."""
         inner = self.render_inner(params) if self.cache is None else cached_inner(self, params)
         dom_id = self.dom_id(params)
-        attrs = [f'id="{escape(dom_id)}"', f'data-hx-fragment="{escape(self.name)}"']
+        # dom_id holds only [A-Za-z0-9_-] plus the name: escape() changes nothing there unless
+        # the name has a character it escapes.
+        head = [self._open, str(escape(dom_id)), self._name_attr]
         if self.params:
-            attrs.append(f'data-hx-fragment-params="{escape(urlencode(_plain(params)))}"')
+            head.append(f' data-hx-fragment-params="{self._params_attr(params)}"')
             tags = self.tags(params)
             if tags:
-                attrs.append(f'data-hx-tags="{escape(" ".join(sorted(tags)))}"')
+                head.append(f' data-hx-tags="{escape(" ".join(sorted(tags)))}"')
         if oob:
-            attrs.append('hx-swap-oob="true"')
-        html = f"<{self.element} {' '.join(attrs)}>{inner}</{self.element}>"
+            head.append(' hx-swap-oob="true"')
+        head.append(">")
+        html = f"{''.join(head)}{inner}</{self.element}>"
         if oob and self.element in _TABLE_PARTS:
             html = f"<template>{html}</template>"
         if signals.fragment_rendered.receivers:
@@ -215,6 +241,17 @@ class Fragment:
                 oob=oob,
             )
         return Markup(html)
+
+    def _params_attr(self, params: Mapping[str, Any]) -> str:
+        """``escape(urlencode(_plain(params)))``; int values (row ids) without the generic path."""
+        quoted = self._quoted
+        parts = []
+        for key, value in params.items():
+            name = quoted.get(key)
+            if name is None or type(value) is not int:
+                return str(escape(urlencode(_plain(params))))
+            parts.append(f"{name}={value}")
+        return "&amp;".join(parts)
 
 
 def _base_context(app: Any) -> dict[str, Any]:
