@@ -16,8 +16,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Flask, Request, g, session
-from flask_wtf.csrf import validate_csrf
 from itsdangerous import (
+    BadData,
     BadSignature,
     HMACAlgorithm,
     SignatureExpired,
@@ -111,7 +111,7 @@ def check_csrf(request: Request, app: Flask, own: str) -> None:
             break
     token = form_token or header_token
     try:
-        validate_csrf(token)
+        validate_csrf(app, token)
     except ValidationError as exc:
         raise CSRFRefused(description=f"{exc.args[0]} Reload the page and try again.") from None
     if header_token and header_token == token and request.headers.get("HX-Request") == "true":
@@ -129,6 +129,38 @@ def check_csrf(request: Request, app: Flask, own: str) -> None:
             raise CSRFRefused(description="The referrer header is missing.")
         if normalise_origin(referrer) != own:
             raise CSRFRefused(description="The referrer does not match this site.")
+
+
+def validate_csrf(app: Flask, data: str | None) -> None:
+    """Flask-WTF's ``validate_csrf(data)``: the same configuration, token format, session key,
+    time limit and error messages, with one serializer (and its derived key and keyed HMAC) per
+    secret instead of a new ``URLSafeTimedSerializer`` per call."""
+    config = app.config
+    secret_key = config.get("WTF_CSRF_SECRET_KEY", app.secret_key)
+    if secret_key is None:
+        raise RuntimeError("A secret key is required to use CSRF.")
+    field_name = config.get("WTF_CSRF_FIELD_NAME", "csrf_token")
+    if field_name is None:
+        raise RuntimeError("A field name is required to use CSRF.")
+    time_limit = config.get("WTF_CSRF_TIME_LIMIT", 3600)
+    if not data:
+        raise ValidationError("The CSRF token is missing.")
+    if field_name not in session:
+        raise ValidationError("The CSRF session token is missing.")
+    serializer = _CSRF_SERIALIZERS.get(secret_key)
+    if serializer is None:
+        serializer = _BoundSerializer([secret_key], salt="wtf-csrf-token")
+        if len(_CSRF_SERIALIZERS) >= 8:
+            _CSRF_SERIALIZERS.clear()
+        _CSRF_SERIALIZERS[secret_key] = serializer
+    try:
+        token = serializer.loads(data, max_age=time_limit)
+    except SignatureExpired as e:
+        raise ValidationError("The CSRF token has expired.") from e
+    except BadData as e:
+        raise ValidationError("The CSRF token is invalid.") from e
+    if not hmac.compare_digest(session[field_name], token):
+        raise ValidationError("The CSRF tokens do not match.")
 
 
 # -- bound arguments -----------------------------------------------------------------------------
@@ -213,6 +245,8 @@ class _BoundSerializer(URLSafeTimedSerializer):
 #: session: building one derives its key and keys an HMAC. Bounded; oldest out first.
 _SERIALIZERS: dict[tuple[Any, ...], URLSafeTimedSerializer] = {}
 _SERIALIZERS_MAX = 512
+#: The CSRF token serializer of each secret key (see :func:`validate_csrf`).
+_CSRF_SERIALIZERS: dict[Any, URLSafeTimedSerializer] = {}
 
 
 def _serializer(app: Flask, endpoint: str, binding: str) -> URLSafeTimedSerializer:
