@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from flask import current_app, g, request, url_for
 from flask.globals import _cv_app, _cv_request
 from flask_wtf.csrf import generate_csrf
+from jinja2.runtime import Macro
 from markupsafe import Markup, escape
 
 from . import oldinput, security
@@ -376,11 +377,31 @@ def action_form(
             stack = gobj._hx_forms = []
         stack.append(_FormContext(action, form_id, form_state))
         try:
-            body = str(caller())
+            body = str(_call(caller))
         finally:
             stack.pop()
     button = f'<button type="submit">{escape(label)}</button>' if label is not None else ""
     return Markup("".join(head) + body + button + "</form>")
+
+
+def _call(caller: Any) -> Any:
+    """``caller()``; for Jinja's usual call-block caller (no arguments, no ``caller``, no
+    ``varargs``/``kwargs``) without ``Macro.__call__``'s argument matching: what it would do then
+    is ``_invoke([], <its default autoescape>)``."""
+    if type(caller) is Macro:
+        try:
+            simple = not (
+                caller._argument_count
+                or caller.caller
+                or caller.catch_kwargs
+                or caller.catch_varargs
+            )
+            autoescape = caller._default_autoescape
+        except AttributeError:  # another Jinja version: the ordinary call
+            simple = False
+        if simple:
+            return caller._invoke([], autoescape)
+    return caller()
 
 
 def _declared_tags(action: Action, bind: Mapping[str, Any] | None) -> frozenset[str]:
@@ -493,7 +514,9 @@ def fragment(name: str, *, lazy: bool = False, **params: Any) -> Markup:
     state = _hx_state()
     frag = state.fragment(name)
     params = frag.check_params(params)
-    if not frag.allowed(params, state.identity()):
+    if (frag.login_required or frag.authorize is not None) and not frag.allowed(
+        params, state.identity()
+    ):
         return Markup(
             f'<{frag.element} id="{escape(frag.dom_id(params))}"'
             f' data-hx-fragment="{escape(name)}"></{frag.element}>'

@@ -53,3 +53,18 @@ def test_other_secret_is_refused() -> None:
         token = generate_csrf()
         app.config["WTF_CSRF_SECRET_KEY"] = "rotated"
         assert _outcome(validate_csrf, app, token) == "ValidationError: The CSRF token is invalid."
+
+
+def test_bound_tokens_are_itsdangerous_tokens() -> None:
+    from itsdangerous import URLSafeTimedSerializer
+
+    from flask_hx_actions.security import _BoundSerializer
+
+    ours = _BoundSerializer(["old", "new"], salt="hx-actions.bound|x|sid|")
+    theirs = URLSafeTimedSerializer(["old", "new"], salt="hx-actions.bound|x|sid|")
+    for now in (1_700_000_000, 1_700_000_000, 1_700_000_001):
+        with mock.patch("time.time", return_value=now + 0.5):
+            for value in ({"id": 7}, {"id": "é", "n": [1, 2]}, {"big": "x" * 300}):
+                token = ours.dumps(value)
+                assert token == theirs.dumps(value)
+                assert ours.loads(token, max_age=10) == value
