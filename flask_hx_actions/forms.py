@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 from flask import current_app, g, request, url_for
 from flask.globals import _cv_app, _cv_request
 from flask_wtf.csrf import generate_csrf
-from jinja2.runtime import Macro
 from markupsafe import Markup, escape
 
 from . import oldinput, security
@@ -377,31 +376,11 @@ def action_form(
             stack = gobj._hx_forms = []
         stack.append(_FormContext(action, form_id, form_state))
         try:
-            body = str(_call(caller))
+            body = str(caller())
         finally:
             stack.pop()
     button = f'<button type="submit">{escape(label)}</button>' if label is not None else ""
     return Markup("".join(head) + body + button + "</form>")
-
-
-def _call(caller: Any) -> Any:
-    """``caller()``; for Jinja's usual call-block caller (no arguments, no ``caller``, no
-    ``varargs``/``kwargs``) without ``Macro.__call__``'s argument matching: what it would do then
-    is ``_invoke([], <its default autoescape>)``."""
-    if type(caller) is Macro:
-        try:
-            simple = not (
-                caller._argument_count
-                or caller.caller
-                or caller.catch_kwargs
-                or caller.catch_varargs
-            )
-            autoescape = caller._default_autoescape
-        except AttributeError:  # another Jinja version: the ordinary call
-            simple = False
-        if simple:
-            return caller._invoke([], autoescape)
-    return caller()
 
 
 def _declared_tags(action: Action, bind: Mapping[str, Any] | None) -> frozenset[str]:
