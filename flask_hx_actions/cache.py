@@ -18,6 +18,8 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any, Protocol
 
+from flask import g, has_request_context
+
 
 class TagVersions(Protocol):
     def get(self, tags: Iterable[str]) -> dict[str, int]: ...
@@ -77,16 +79,28 @@ class MemoryFragmentCache:
 
 
 class RedisTagVersions:
-    """Versions in a Redis hash, shared by every worker and machine."""
+    """Versions in a Redis hash, shared by every worker and machine.
 
-    def __init__(self, client: Any, prefix: str = "hx-actions") -> None:
+    A page of many cached fragments would pay one round trip per fragment for its tags'
+    versions; instead the first lookup of a request reads the whole hash once (``HGETALL``) and
+    the request's later lookups use that snapshot, as long as the hash holds at most
+    ``snapshot_max`` tags (checked every 10 s). A bump in the request drops its snapshot.
+    """
+
+    def __init__(self, client: Any, prefix: str = "hx-actions", snapshot_max: int = 5000) -> None:
         self._redis = client
         self._key = f"{prefix}:tag-versions"
+        self._snapshot_max = snapshot_max
+        self._small = False
+        self._checked_at = float("-inf")
 
     def get(self, tags: Iterable[str]) -> dict[str, int]:
         tags = list(tags)
         if not tags:
             return {}
+        snapshot = self._snapshot()
+        if snapshot is not None:
+            return {tag: snapshot.get(tag, 0) for tag in tags}
         values = self._redis.hmget(self._key, tags)
         return {tag: int(v) if v is not None else 0 for tag, v in zip(tags, values, strict=True)}
 
@@ -98,6 +112,25 @@ class RedisTagVersions:
         for tag in tags:
             pipe.hincrby(self._key, tag, 1)
         pipe.execute()
+        if has_request_context():
+            g.pop("_hx_tag_snapshot", None)
+
+    def _snapshot(self) -> dict[str, int] | None:
+        if not has_request_context():
+            return None
+        snapshot: dict[str, int] | None = g.get("_hx_tag_snapshot")
+        if snapshot is not None:
+            return snapshot
+        now = time.monotonic()
+        if now - self._checked_at > 10:
+            self._small = int(self._redis.hlen(self._key)) <= self._snapshot_max
+            self._checked_at = now
+        if not self._small:
+            return None
+        raw = self._redis.hgetall(self._key)
+        snapshot = {bytes(k).decode(): int(v) for k, v in raw.items()}
+        g._hx_tag_snapshot = snapshot
+        return snapshot
 
 
 class RedisFragmentCache:

@@ -413,3 +413,32 @@ def test_redis_fragment_cache_keeps_served_entries_in_process(redis_url):
     assert reader.get("k") == "<p>x</p>"  # no round trip: entries under a key never change
     assert RedisFragmentCache(client, prefix="test-local").get("k") is None
     client.close()
+
+
+def test_redis_tag_versions_read_once_per_request_and_see_their_own_bumps(redis_url):
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    versions = RedisTagVersions(client, prefix="test-snap")
+
+    def other_worker_bumps(tag: str) -> None:
+        client.hincrby("test-snap:tag-versions", tag, 1)
+
+    app = Flask(__name__)
+    with app.test_request_context():
+        assert versions.get(["a", "b"]) == {"a": 0, "b": 0}
+        other_worker_bumps("a")
+        assert versions.get(["a"]) == {"a": 0}  # one consistent snapshot per request
+        versions.bump(["b"])
+        assert versions.get(["a", "b"]) == {"a": 1, "b": 1}  # its own bump drops the snapshot
+    with app.test_request_context():
+        other_worker_bumps("a")
+        assert versions.get(["a"]) == {"a": 2}  # a new request reads again
+    small = RedisTagVersions(
+        client, prefix="test-snap", snapshot_max=1
+    )  # too many tags: no snapshot
+    with app.test_request_context():
+        assert small.get(["a"]) == {"a": 2}
+        other_worker_bumps("a")
+        assert small.get(["a"]) == {"a": 3}
+    client.close()
