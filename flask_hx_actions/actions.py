@@ -49,6 +49,7 @@ class Action:
         max_content_length: int | None = None,
         limit: str | None = None,
         limit_key: LimitKey = "user",
+        idempotent: bool = True,
     ) -> None:
         functools.update_wrapper(self, fn)
         self.fn = fn
@@ -61,6 +62,7 @@ class Action:
         self.max_content_length = max_content_length
         self.limit = limit
         self.limit_key = limit_key
+        self.idempotent = idempotent
         self.is_async = inspect.iscoroutinefunction(fn)
 
         signature = inspect.signature(fn)
@@ -174,6 +176,7 @@ class ActionsBlueprint(Blueprint):
         max_content_length: int | None = None,
         limit: str | None = None,
         limit_key: LimitKey = "user",
+        idempotent: bool = True,
     ) -> Callable[[Callable[..., Any]], Action]:
         """Register the decorated function as an action at ``POST <url_prefix>/<name>``.
 
@@ -189,6 +192,8 @@ class ActionsBlueprint(Blueprint):
         :param limit: a Flask-Limiter rate limit such as ``"5/minute"`` (429 past it).
         :param limit_key: whose requests are counted together: ``"user"`` (the signed-in user,
             else the client address), ``"ip"``, or a function returning a key.
+        :param idempotent: ``False`` skips the idempotency-key store for this action (for
+            actions that are safe to repeat, such as "mark as done", so they do not pay for it).
         """
 
         def decorator(fn: Callable[..., Any]) -> Action:
@@ -207,6 +212,7 @@ class ActionsBlueprint(Blueprint):
                 max_content_length=max_content_length,
                 limit=limit,
                 limit_key=limit_key,
+                idempotent=idempotent,
             )
             from .pipeline import make_view
 

@@ -156,7 +156,9 @@ def run(action: Action) -> Response:
         return respond_failure(app, state, action, kind, bound, invalid(errors))
     args = action.call_args(bound, values)
     authorize(state, action, args, identity)  # 7
-    pending = idempotency.prepare(app, action.endpoint, identity, kind)  # the key; 400 if malformed
+    pending = (  # the key; 400 if malformed
+        idempotency.prepare(app, action.endpoint, identity, kind) if action.idempotent else None
+    )
     claim: idempotency.Claim | None = None
     try:
         done = run_body(app, state, action, kind, args, bound, pending)  # 8-10

@@ -190,3 +190,41 @@ def test_redis_store_frees_the_key_after_fail_and_exception(redis_harness: Harne
         client.submit("items.reject", {"title": "Dup", "_hx_key": KEY}, json=True)
         client.submit("items.explode", {"title": "Boom", "_hx_key": "boom-key-01"}, json=True)
     assert redis_harness.calls["reject"] == redis_harness.calls["explode"] == 2
+
+
+def test_action_with_idempotent_false_skips_the_key_store(tmp_path) -> None:
+    from flask import Flask
+    from flask_sqlalchemy import SQLAlchemy
+
+    from flask_hx_actions import ActionsBlueprint, HxActions, ok
+    from flask_hx_actions.testing import ActionClient
+
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY="test",
+        TESTING=True,
+        SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'optout.sqlite'}",
+    )
+    app.test_client_class = ActionClient
+    SQLAlchemy(app)
+    HxActions(app)
+    runs = {"kept": 0, "repeatable": 0}
+    bp = ActionsBlueprint("jobs", __name__, url_prefix="/jobs")
+
+    @bp.action("kept")
+    def kept() -> object:
+        runs["kept"] += 1
+        return ok()
+
+    @bp.action("repeatable", idempotent=False)
+    def repeatable() -> object:
+        runs["repeatable"] += 1
+        return ok()
+
+    app.register_blueprint(bp)
+    client = app.test_client()
+    for endpoint in ("jobs.kept", "jobs.repeatable"):
+        for _ in range(2):
+            response = client.submit(endpoint, {"_hx_key": "same-key-0001"}, json=True)
+            assert response.status_code == 200
+    assert runs == {"kept": 1, "repeatable": 2}
