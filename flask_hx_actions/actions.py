@@ -58,6 +58,7 @@ class Action:
         self.validator: Validator | None = make_validator(schema) if schema is not None else None
         self.fragment = fragment
         self.authorize = authorize
+        self.authorize_params = _param_names(authorize) if authorize else ()
         self.login_required = login_required
         self.max_content_length = max_content_length
         self.limit = limit

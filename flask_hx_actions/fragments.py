@@ -71,12 +71,14 @@ class Fragment:
     authorize: Callable[..., bool | None] | None = None
     #: Precomputed per fragment (see ``__post_init__``): the parameter names as a set, the
     #: start and the ``data-hx-fragment`` attribute of the region tag, each parameter's
-    #: URL-encoded name, and whether ``func`` is a plain (non-coroutine) function.
+    #: URL-encoded name, whether ``func`` is a plain (non-coroutine) function, and the
+    #: parameter names ``authorize`` takes.
     param_set: frozenset[str] = field(init=False, repr=False, compare=False)
     _open: str = field(init=False, repr=False, compare=False)
     _name_attr: str = field(init=False, repr=False, compare=False)
     _quoted: Mapping[str, str] = field(init=False, repr=False, compare=False)
     _sync: bool = field(init=False, repr=False, compare=False)
+    _authorize_params: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         setattr_ = object.__setattr__
@@ -85,6 +87,7 @@ class Fragment:
         setattr_(self, "_name_attr", f'" data-hx-fragment="{escape(self.name)}"')
         setattr_(self, "_quoted", {p: str(escape(quote_plus(p))) for p in self.params})
         setattr_(self, "_sync", not inspect.iscoroutinefunction(self.func))
+        setattr_(self, "_authorize_params", _param_names(self.authorize) if self.authorize else ())
 
     @classmethod
     def build(
@@ -209,8 +212,7 @@ class Fragment:
         if self.login_required and identity is None:
             return False
         if self.authorize is not None:
-            names = _param_names(self.authorize)
-            call = {k: params[k] for k in names if k in params}
+            call = {k: params[k] for k in self._authorize_params if k in params}
             return current_app.ensure_sync(self.authorize)(**call) is not False
         return True
 
@@ -301,7 +303,8 @@ def _render(app: Any, name: str, context: Mapping[str, Any]) -> str:
 
 
 def cache_key(fragment: Fragment, params: Mapping[str, Any]) -> str:
-    """Fragment, parameters, versions of its tags and the user scope, hashed."""
+    """Fragment, parameters, versions of its tags and the user scope (everyone for
+    ``cache="global"``, else this session and user), hashed."""
     state = current_app.extensions["hx_actions"]
     tags = sorted(fragment.tags(params))
     versions = state.tag_versions.get(tags)

@@ -218,7 +218,7 @@ def authorize(state: HxState, action: Action, args: Mapping[str, Any], identity:
     if action.login_required and identity is None:
         raise NotAuthenticated()
     if action.authorize is not None:
-        named = _named_args(action.authorize, args)
+        named = {k: args[k] for k in action.authorize_params if k in args}
         if current_app.ensure_sync(action.authorize)(**named) is False:
             raise refusal()
     for check in state.extension._authorizers:
@@ -465,13 +465,6 @@ def finish_response(response: Response) -> Response:
 def propagates(app: Flask) -> bool:
     propagate = app.config["PROPAGATE_EXCEPTIONS"]
     return bool(app.testing or app.debug) if propagate is None else bool(propagate)
-
-
-def _named_args(fn: Callable[..., Any], args: Mapping[str, Any]) -> dict[str, Any]:
-    from .fragments import _param_names
-
-    names = _param_names(fn)
-    return {k: args[k] for k in names if k in args}
 
 
 def _size(limit: int) -> str:

@@ -195,14 +195,8 @@ def _fragment_etag(state: HxState, fragment: Fragment, params: Mapping[str, Any]
         return None
     from .fragments import cache_key
 
-    scoped = fragment if fragment.cache == "global" else _user_scoped(fragment)
-    return cache_key(scoped, params)
-
-
-def _user_scoped(fragment: Fragment) -> Fragment:
-    from dataclasses import replace
-
-    return fragment if fragment.cache == "user" else replace(fragment, cache="user")
+    # Scoped to the user unless the fragment is cache="global", like its cache key.
+    return cache_key(fragment, params)
 
 
 # -- failures --------------------------------------------------------------------------------------
