@@ -30,14 +30,12 @@ reported. Only the gunicorn started here is stopped at the end.
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import platform
 import random
 import secrets
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -63,18 +61,15 @@ RSS_LIMIT_MB = 20.0
 MAX_ATTEMPTS = 60
 TIMEOUT = 30.0
 
+sys.path.insert(0, str(TESTS))
+from loopback import Answer, free_port, request  # noqa: E402 - the tests' loopback client
+
 
 def log(message: str) -> None:
     print(f"[soak] {message}", file=sys.stderr, flush=True)
 
 
 # -- the server ----------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def children(pid: int) -> list[int]:
@@ -106,27 +101,8 @@ def rss_mb(pid: int) -> float:
     return float(psutil.Process(pid).memory_info().rss) / (1024 * 1024)
 
 
-@dataclass
-class Answer:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-    @property
-    def replayed(self) -> bool:
-        return self.headers.get("idempotent-replayed") == "true"
-
-
 def call(port: int, method: str, path: str, body: str | None, headers: dict[str, str]) -> Answer:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT)
-    try:
-        conn.request(method, path, body=body, headers=headers)
-        response = conn.getresponse()
-        return Answer(
-            response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
-        )
-    finally:
-        conn.close()
+    return request(port, method, path, body, headers, TIMEOUT)
 
 
 class Server:

@@ -9,11 +9,9 @@ the first (``Idempotent-Replayed: true``) or a 409 with ``Retry-After``. With 50
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import threading
@@ -27,6 +25,7 @@ from urllib.parse import urlencode
 
 import pytest
 import sqlalchemy as sa
+from loopback import Answer, free_port, request
 
 pytestmark = [pytest.mark.slow, pytest.mark.services]
 
@@ -35,23 +34,6 @@ GUNICORN = Path(sys.executable).parent / "gunicorn"
 N = 50
 START_TIMEOUT = 30.0
 REQUEST_TIMEOUT = 30.0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class Answer:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-    @property
-    def replayed(self) -> bool:
-        return self.headers.get("idempotent-replayed") == "true"
 
 
 @dataclass
@@ -67,17 +49,7 @@ class Server:
     def request(
         self, method: str, path: str, body: str | None = None, headers: dict[str, str] | None = None
     ) -> Answer:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=REQUEST_TIMEOUT)
-        try:
-            conn.request(method, path, body=body, headers=headers or {})
-            response = conn.getresponse()
-            return Answer(
-                response.status,
-                {k.lower(): v for k, v in response.getheaders()},
-                response.read(),
-            )
-        finally:
-            conn.close()
+        return request(self.port, method, path, body, headers or {}, REQUEST_TIMEOUT)
 
     def session(self, user: str) -> tuple[str, str]:
         """Sign ``user`` in: (the session cookie, its CSRF token)."""
@@ -94,7 +66,7 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     started: list[Server] = []
 
     def start(database_url: str, store: str = "sql") -> Server:
-        port = _free_port()
+        port = free_port()
         log = tmp_path / f"gunicorn-{port}.log"
         env = {
             **os.environ,
