@@ -8,7 +8,6 @@ arguments are signed with itsdangerous (JSON, one salt per action, bound to the 
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
 from collections.abc import Iterable, Mapping
@@ -16,19 +15,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Flask, Request, g, session
-from itsdangerous import (
-    BadData,
-    BadSignature,
-    HMACAlgorithm,
-    SignatureExpired,
-    Signer,
-    TimestampSigner,
-    URLSafeTimedSerializer,
-)
-from itsdangerous.encoding import base64_encode, int_to_bytes, want_bytes
+from itsdangerous import BadData, BadSignature, SignatureExpired
 from wtforms.validators import ValidationError
 
 from .errors import BoundArgumentsInvalid, CSRFRefused, OriginRefused
+from .signing import Serializer
 
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
 _SESSION_ID_KEY = "_hx_sid"
@@ -149,7 +140,7 @@ def validate_csrf(app: Flask, data: str | None) -> None:
         raise ValidationError("The CSRF session token is missing.")
     serializer = _CSRF_SERIALIZERS.get(secret_key)
     if serializer is None:
-        serializer = _BoundSerializer([secret_key], salt="wtf-csrf-token")
+        serializer = Serializer([secret_key], salt="wtf-csrf-token")
         if len(_CSRF_SERIALIZERS) >= 8:
             _CSRF_SERIALIZERS.clear()
         _CSRF_SERIALIZERS[secret_key] = serializer
@@ -183,92 +174,15 @@ def session_binding(identity: Any) -> str:
     return f"{session_id()}|{'' if identity is None else identity}"
 
 
-class _KeyedHMAC(HMACAlgorithm):
-    """HMAC-SHA1 as itsdangerous does it, keeping the keyed HMAC state of each derived key and
-    copying it per signature instead of keying a new HMAC (two hash blocks) every time."""
-
-    def __init__(self) -> None:
-        super().__init__(hashlib.sha1)
-        self._keyed: dict[bytes, Any] = {}
-
-    def get_signature(self, key: bytes, value: bytes) -> bytes:
-        keyed = self._keyed.get(key)
-        if keyed is None:
-            keyed = self._keyed[key] = hmac.new(key, digestmod=hashlib.sha1)
-        mac = keyed.copy()
-        mac.update(value)
-        return mac.digest()
-
-
-class _BoundSigner(TimestampSigner):
-    """itsdangerous' timestamp signer (django-concat SHA1 key derivation, HMAC-SHA1), with each
-    derived key computed once per signer rather than once per signature."""
-
-    def __init__(self, secret_keys: list[bytes], salt: bytes) -> None:
-        super().__init__(secret_keys, salt=salt, algorithm=_KeyedHMAC())
-        self._derived: dict[bytes, bytes] = {}
-
-    def derive_key(self, secret_key: str | bytes | None = None) -> bytes:
-        raw = self.secret_keys[-1] if secret_key is None else want_bytes(secret_key)
-        key = self._derived.get(raw)
-        if key is None:
-            key = self._derived[raw] = super().derive_key(raw)
-        return key
-
-    #: (timestamp, separator + its encoding): tokens of the same second share it.
-    _stamp: tuple[int, bytes] = (-1, b"")
-
-    def sign(self, value: str | bytes) -> bytes:
-        """``TimestampSigner.sign``, encoding the timestamp once per second."""
-        value = want_bytes(value)
-        sep = want_bytes(self.sep)
-        now = self.get_timestamp()
-        stamp = self._stamp
-        if stamp[0] != now:
-            stamp = self._stamp = (now, sep + base64_encode(int_to_bytes(now)))
-        value = value + stamp[1]
-        return value + sep + self.get_signature(value)
-
-
-#: Payloads up to this size (JSON bytes) are not tried with zlib: row ids never shrink.
-_COMPRESS_FROM = 128
-
-
-class _BoundSerializer(URLSafeTimedSerializer):
-    """The same tokens as ``URLSafeTimedSerializer`` (JSON, URL-safe base64, timestamp, SHA1
-    HMAC, oldest-to-newest key list), with one signer reused for every token of the serializer
-    and no zlib attempt on tiny payloads (``loads`` still reads compressed tokens)."""
-
-    def __init__(self, secret_keys: list[Any], salt: str) -> None:
-        super().__init__(secret_keys, salt=salt)
-        self._signer = _BoundSigner(self.secret_keys, want_bytes(salt))
-
-    def make_signer(self, salt: str | bytes | None = None) -> Signer:
-        if salt is None or want_bytes(salt) == self.salt:
-            return self._signer
-        return super().make_signer(salt)
-
-    def dumps(self, obj: Any, salt: str | bytes | None = None) -> str:
-        if salt is not None:
-            return super().dumps(obj, salt)
-        return self._signer.sign(self.dump_payload(obj)).decode("utf-8")
-
-    def dump_payload(self, obj: Any) -> bytes:
-        raw = want_bytes(self.serializer.dumps(obj, **self.serializer_kwargs))
-        if len(raw) >= _COMPRESS_FROM:
-            return super().dump_payload(obj)
-        return base64_encode(raw)
-
-
 #: Serializers of recent (keys, action, session binding) triples, shared by the requests of a
 #: session: building one derives its key and keys an HMAC. Bounded; oldest out first.
-_SERIALIZERS: dict[tuple[Any, ...], URLSafeTimedSerializer] = {}
+_SERIALIZERS: dict[tuple[Any, ...], Serializer] = {}
 _SERIALIZERS_MAX = 512
 #: The CSRF token serializer of each secret key (see :func:`validate_csrf`).
-_CSRF_SERIALIZERS: dict[Any, URLSafeTimedSerializer] = {}
+_CSRF_SERIALIZERS: dict[Any, Serializer] = {}
 
 
-def _serializer(app: Flask, endpoint: str, binding: str) -> URLSafeTimedSerializer:
+def _serializer(app: Flask, endpoint: str, binding: str) -> Serializer:
     if app.secret_key is None:
         raise RuntimeError("flask-hx-actions needs app.secret_key to sign bound arguments.")
     fallbacks = app.config.get("SECRET_KEY_FALLBACKS") or ()
@@ -276,7 +190,7 @@ def _serializer(app: Flask, endpoint: str, binding: str) -> URLSafeTimedSerializ
     found = _SERIALIZERS.get(key)
     if found is None:
         keys: list[Any] = [*fallbacks, app.secret_key]
-        found = _BoundSerializer(keys, salt=f"hx-actions.bound|{endpoint}|{binding}")
+        found = Serializer(keys, salt=f"hx-actions.bound|{endpoint}|{binding}")
         while len(_SERIALIZERS) >= _SERIALIZERS_MAX:
             try:
                 del _SERIALIZERS[next(iter(_SERIALIZERS))]
@@ -289,7 +203,7 @@ def _serializer(app: Flask, endpoint: str, binding: str) -> URLSafeTimedSerializ
 def sign_bound(app: Flask, endpoint: str, values: Mapping[str, Any], binding: str) -> str:
     """Sign ``values`` for ``endpoint``: readable by the client, not changeable by it."""
     try:
-        return str(_serializer(app, endpoint, binding).dumps(dict(values)))
+        return _serializer(app, endpoint, binding).dumps_recent(dict(values))
     except (TypeError, ValueError) as exc:
         raise TypeError(f"bind= values for {endpoint!r} must be JSON-serialisable: {exc}") from None
 

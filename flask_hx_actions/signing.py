@@ -1,0 +1,204 @@
+"""itsdangerous signing for bound arguments and the CSRF check, made cheap enough to run once per
+rendered row.
+
+The tokens are exactly ``URLSafeTimedSerializer``'s (JSON, URL-safe base64, timestamp, SHA1 HMAC
+with django-concat key derivation, oldest-to-newest key list); a test compares them byte for
+byte. Written here rather than used as is because a page signs one token per row, and
+itsdangerous builds a signer, derives its key and keys a new HMAC for every token. What this
+module adds:
+
+- one signer per serializer, each derived key computed once, and the keyed HMAC state copied per
+  signature (:class:`KeyedHMAC`, :class:`ReusingSigner`);
+- a memo of verified tokens (:data:`_VERIFIED`): a token this process signed or verified before
+  is not verified again; its age is still checked against ``max_age`` on every use, and a token
+  is only ever remembered under the serializer (keys, salt) that signed or verified it;
+- :meth:`Serializer.dumps_recent`: the token signed for the same value in the last
+  :data:`REUSE_SECONDS` seconds, instead of a new signature (a re-rendered row keeps its token;
+  it then expires at most that many seconds earlier than a fresh one would).
+
+Both memos are bounded (oldest out first) and hold only values made of JSON scalars.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Hashable
+from typing import Any
+
+from itsdangerous import (
+    HMACAlgorithm,
+    SignatureExpired,
+    Signer,
+    TimestampSigner,
+    URLSafeTimedSerializer,
+)
+from itsdangerous.encoding import base64_encode, int_to_bytes, want_bytes
+
+#: A token signed for the same value this recently is handed out again (see the docstring).
+REUSE_SECONDS = 30
+#: Payloads up to this size (JSON bytes) are not tried with zlib: row ids never shrink.
+_COMPRESS_FROM = 128
+_MEMO_MAX = 8192
+_SCALARS = (str, int, float, bool, type(None))
+
+#: (serializer, token) -> (value, timestamp) of tokens known to carry a valid signature.
+_VERIFIED: dict[tuple[Any, str | bytes], tuple[Any, int]] = {}
+#: (serializer, frozen value) -> (token, timestamp) of recently signed tokens.
+_SIGNED: dict[tuple[Any, Hashable], tuple[str, int]] = {}
+
+
+class KeyedHMAC(HMACAlgorithm):
+    """HMAC-SHA1 as itsdangerous does it, keeping the keyed HMAC state of each derived key and
+    copying it per signature instead of keying a new HMAC (two hash blocks) every time."""
+
+    def __init__(self) -> None:
+        super().__init__(hashlib.sha1)
+        self._keyed: dict[bytes, Any] = {}
+
+    def get_signature(self, key: bytes, value: bytes) -> bytes:
+        keyed = self._keyed.get(key)
+        if keyed is None:
+            keyed = self._keyed[key] = hmac.new(key, digestmod=hashlib.sha1)
+        mac = keyed.copy()
+        mac.update(value)
+        return mac.digest()
+
+
+class ReusingSigner(TimestampSigner):
+    """itsdangerous' timestamp signer with each derived key computed once per signer rather than
+    once per signature, and the timestamp encoded once per second."""
+
+    def __init__(self, secret_keys: list[bytes], salt: bytes) -> None:
+        super().__init__(secret_keys, salt=salt, algorithm=KeyedHMAC())
+        self._derived: dict[bytes, bytes] = {}
+
+    def derive_key(self, secret_key: str | bytes | None = None) -> bytes:
+        raw = self.secret_keys[-1] if secret_key is None else want_bytes(secret_key)
+        key = self._derived.get(raw)
+        if key is None:
+            key = self._derived[raw] = super().derive_key(raw)
+        return key
+
+    #: (timestamp, separator + its encoding): tokens of the same second share it.
+    _stamp: tuple[int, bytes] = (-1, b"")
+
+    def sign(self, value: str | bytes) -> bytes:
+        return self.sign_at(value, self.get_timestamp())
+
+    def sign_at(self, value: str | bytes, now: int) -> bytes:
+        """``TimestampSigner.sign`` for the timestamp ``now``."""
+        value = want_bytes(value)
+        sep = want_bytes(self.sep)
+        stamp = self._stamp
+        if stamp[0] != now:
+            stamp = self._stamp = (now, sep + base64_encode(int_to_bytes(now)))
+        value = value + stamp[1]
+        return value + sep + self.get_signature(value)
+
+
+class Serializer(URLSafeTimedSerializer):
+    """``URLSafeTimedSerializer``'s tokens, with one reused signer, no zlib attempt on tiny
+    payloads (``loads`` still reads compressed tokens) and the memos of the module docstring."""
+
+    def __init__(self, secret_keys: list[Any], salt: str) -> None:
+        super().__init__(secret_keys, salt=salt)
+        self._signer = ReusingSigner(self.secret_keys, want_bytes(salt))
+
+    def make_signer(self, salt: str | bytes | None = None) -> Signer:
+        if salt is None or want_bytes(salt) == self.salt:
+            return self._signer
+        return super().make_signer(salt)
+
+    def dumps(self, obj: Any, salt: str | bytes | None = None) -> str:
+        if salt is not None:
+            return super().dumps(obj, salt)
+        now = self._signer.get_timestamp()
+        token = self._signer.sign_at(self.dump_payload(obj), now).decode("utf-8")
+        frozen = _freeze(obj)
+        if frozen is not None:
+            _remember(_VERIFIED, (self, token), (frozen, now))
+        return token
+
+    def dumps_recent(self, obj: Any) -> str:
+        """A token for ``obj``: the one signed in the last :data:`REUSE_SECONDS`, or a new one."""
+        frozen = _freeze(obj)
+        if frozen is None:
+            return self.dumps(obj)
+        key = (self, frozen)
+        now = self._signer.get_timestamp()
+        found = _SIGNED.get(key)
+        if found is not None and 0 <= now - found[1] < REUSE_SECONDS:
+            return found[0]
+        token = self._signer.sign_at(self.dump_payload(obj), now).decode("utf-8")
+        _remember(_VERIFIED, (self, token), (frozen, now))
+        _remember(_SIGNED, key, (token, now))
+        return token
+
+    def dump_payload(self, obj: Any) -> bytes:
+        raw = want_bytes(self.serializer.dumps(obj, **self.serializer_kwargs))
+        if len(raw) >= _COMPRESS_FROM:
+            return super().dump_payload(obj)
+        return base64_encode(raw)
+
+    def loads(  # type: ignore[override]
+        self,
+        s: str | bytes,
+        max_age: int | None = None,
+        return_timestamp: bool = False,
+        salt: str | bytes | None = None,
+    ) -> Any:
+        if return_timestamp or salt is not None:
+            return super().loads(s, max_age, return_timestamp, salt)
+        key = (self, s)
+        known = _VERIFIED.get(key)
+        if known is None:
+            value, signed = super().loads(s, max_age, return_timestamp=True)
+            frozen = _freeze(value)
+            if frozen is not None:
+                _remember(_VERIFIED, key, (frozen, int(signed.timestamp())))
+            return value
+        frozen, stamp = known
+        if max_age is not None:  # the checks and messages of TimestampSigner.unsign
+            age = self._signer.get_timestamp() - stamp
+            if age > max_age:
+                raise SignatureExpired(
+                    f"Signature age {age} > {max_age} seconds",
+                    date_signed=self._signer.timestamp_to_datetime(stamp),
+                )
+            if age < 0:
+                raise SignatureExpired(
+                    f"Signature age {age} < 0 seconds",
+                    date_signed=self._signer.timestamp_to_datetime(stamp),
+                )
+        return _thaw(frozen)
+
+
+def _freeze(value: Any) -> Hashable | None:
+    """A hashable copy of a string, or of a dict of JSON scalars (types kept: ``1`` is not
+    ``True``); ``None`` for anything else, which is then not remembered."""
+    if type(value) is str:
+        return value
+    if type(value) is dict:
+        items = []
+        for name, item in value.items():
+            if type(item) not in _SCALARS:
+                return None
+            items.append((name, type(item), item))
+        return tuple(items)
+    return None
+
+
+def _thaw(frozen: Any) -> Any:
+    if type(frozen) is str:
+        return frozen
+    return {name: item for name, _, item in frozen}
+
+
+def _remember(memo: dict[Any, Any], key: Any, value: Any) -> None:
+    while len(memo) >= _MEMO_MAX:
+        try:
+            del memo[next(iter(memo))]
+        except (KeyError, RuntimeError, StopIteration):  # another thread got there first
+            break
+    memo[key] = value

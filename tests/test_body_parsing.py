@@ -1,0 +1,101 @@
+"""The pipeline's own reading of urlencoded bodies (:func:`pipeline._read_urlencoded`) gives the
+form Werkzeug would give, for any bytes; other bodies are left to Werkzeug."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from flask import Flask, request
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+from werkzeug.exceptions import ClientDisconnected
+from werkzeug.test import EnvironBuilder
+from werkzeug.wrappers import Request
+
+from flask_hx_actions import pipeline
+
+URLENCODED = "application/x-www-form-urlencoded"
+APP = Flask(__name__)
+
+
+def environ(body: bytes, content_type: str = URLENCODED) -> dict[str, object]:
+    return EnvironBuilder(
+        method="POST",
+        input_stream=io.BytesIO(body),
+        content_type=content_type,
+        content_length=len(body),
+    ).get_environ()
+
+
+def werkzeug_form(body: bytes, content_type: str = URLENCODED) -> list[tuple[str, str]]:
+    return list(Request(environ(body, content_type)).form.items(multi=True))
+
+
+def ours(body: bytes, content_type: str = URLENCODED) -> tuple[bool, list[tuple[str, str]]]:
+    with APP.request_context(environ(body, content_type)):
+        req = request._get_current_object()  # type: ignore[attr-defined]
+        taken = pipeline._read_urlencoded(req)
+        return taken, list(req.form.items(multi=True))
+
+
+pieces = st.sampled_from(
+    [
+        b"a",
+        b"=",
+        b"&",
+        b";",
+        b"+",
+        b"%",
+        b"%2",
+        b"%41",
+        b"%zz",
+        b"\xc3\xa9",
+        b"\xff",
+        b"\xe2\x82",
+        b"_hx_bound",
+        b"x=1",
+        b"\r\n",
+        b" ",
+    ]
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(pieces, st.binary(max_size=8)), max_size=24).map(b"".join))
+@example(b"a=1&a=2&b=")
+@example(b"\xff=\xfe")  # not UTF-8: both give an empty form
+@example(b"")
+def test_the_same_form_as_werkzeug_for_any_body(body: bytes) -> None:
+    taken, form = ours(body)
+    assert taken
+    assert form == werkzeug_form(body)
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["application/x-www-form-urlencoded; charset=utf-8", "Application/X-WWW-Form-Urlencoded"],
+)
+def test_content_type_parameters_and_case(content_type: str) -> None:
+    assert ours(b"a=%C3%A9", content_type) == (True, [("a", "é")])
+
+
+@pytest.mark.parametrize("content_type", ["multipart/form-data; boundary=x", "text/plain", ""])
+def test_other_bodies_are_left_to_werkzeug(content_type: str) -> None:
+    with APP.request_context(environ(b"a=1", content_type)):
+        assert not pipeline._read_urlencoded(request._get_current_object())  # type: ignore[attr-defined]
+        assert "form" not in request.__dict__
+
+
+def test_a_body_read_before_is_left_to_werkzeug() -> None:
+    with APP.request_context(environ(b"a=1")):
+        assert request.get_data(cache=True) == b"a=1"
+        assert not pipeline._read_urlencoded(request._get_current_object())  # type: ignore[attr-defined]
+        assert request.form["a"] == "1"
+
+
+def test_a_body_shorter_than_its_content_length_is_a_client_disconnect() -> None:
+    env = environ(b"a=1")
+    env["CONTENT_LENGTH"] = "10"
+    with APP.request_context(env), pytest.raises(ClientDisconnected):
+        pipeline._read_urlencoded(request._get_current_object())  # type: ignore[attr-defined]
