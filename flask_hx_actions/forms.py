@@ -254,6 +254,7 @@ class _FormPlan:
         "fragment",
         "head",
         "head_end",
+        "heads",
         "labels",
         "multipart",
         "target_safe",
@@ -274,6 +275,8 @@ class _FormPlan:
         self.head = f' method="post" action="{escape(url)}" hx-post="{escape(url)}"'
         self.head_end = f' data-hx-action="{escape(action.endpoint)}"'
         self.multipart = validator is not None and validator.multipart
+        #: (bound values, target, swap, id, tags) -> (form id, opening tag); see action_form.
+        self.heads: dict[tuple[Any, ...], tuple[str, str, str]] = {}
 
 
 def _plan(state: HxState, endpoint: str, script_root: str | None = None) -> _FormPlan:
@@ -329,42 +332,23 @@ def action_form(
         bind is None or plan.bound_set is None or bind.keys() != plan.bound_set
     ):
         action.check_bind(bind or {})
-    if id:
-        form_id = id
-        head = [f'<form id="{escape(id)}"', plan.head]
-    else:
-        form_id = form_dom_id(endpoint, bind, action.bound_params)  # only [A-Za-z0-9_-]
-        head = [f'<form id="{form_id}"', plan.head]
-
-    fragment = plan.fragment
-    if target is None and fragment is not None:
-        params = {p: bind[p] for p in fragment.params if bind and p in bind}
-        dom_id = fragment.dom_id(params)
-        head.append(
-            f' hx-target="#{dom_id}"' if plan.target_safe else f' hx-target="#{escape(dom_id)}"'
-        )
-        head.append(f' hx-swap="{escape(swap)}"' if swap else ' hx-swap="outerHTML"')
-    else:
-        if target:
-            head.append(f' hx-target="{escape(target)}"')
-        if target is None and not swap:
-            swap = "none"
-        if swap:
-            head.append(f' hx-swap="{escape(swap)}"')
-
     form_state = oldinput.state_for_form(endpoint, bind)
-    head.append(plan.head_end)
     tags = _declared_tags(action, bind)
-    if tags:
-        head.append(f' data-hx-tags="{escape(" ".join(sorted(tags)))}"')
-    if plan.multipart:
-        head.append(' enctype="multipart/form-data"')
-    if attrs:
-        head.append(render_attrs(attrs))
-    head.append(">")
-    head.append(hidden_inputs(action, bind, next, app=app, state=state))
+    frozen = _frozen(bind) if not attrs else None
+    if frozen is not None:
+        head_key = (frozen, target, swap, id, tags)
+        known = plan.heads.get(head_key)
+        if known is None:
+            known = _form_head(plan, endpoint, bind, target, swap, id, tags, attrs)
+            if len(plan.heads) >= _HEADS_MAX:
+                plan.heads.clear()
+            plan.heads[head_key] = known
+    else:
+        known = _form_head(plan, endpoint, bind, target, swap, id, tags, attrs)
+    form_id, opening, empty_summary = known
+    head = [opening, hidden_inputs(action, bind, next, app=app, state=state)]
     if form_state is oldinput.EMPTY_STATE and not id:
-        head.append(_empty_summary(form_id))
+        head.append(empty_summary)
     else:
         head.append(error_summary(form_id, form_state.errors, form_state.message, plan.labels))
 
@@ -381,6 +365,67 @@ def action_form(
             stack.pop()
     button = f'<button type="submit">{escape(label)}</button>' if label is not None else ""
     return Markup("".join(head) + body + button + "</form>")
+
+
+#: Opening tags remembered per form plan (one per row on a page); cleared when full.
+_HEADS_MAX = 4096
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _frozen(bind: Mapping[str, Any] | None) -> tuple[Any, ...] | None:
+    """``bind`` as a hashable key (types kept: ``1`` is not ``True``), or ``None``."""
+    if not bind:
+        return ()
+    out = []
+    for name, value in bind.items():
+        if type(value) not in _SCALARS:
+            return None
+        out.append((name, type(value), value))
+    return tuple(out)
+
+
+def _form_head(
+    plan: _FormPlan,
+    endpoint: str,
+    bind: Mapping[str, Any] | None,
+    target: str | None,
+    swap: str | None,
+    id: str | None,
+    tags: frozenset[str],
+    attrs: Mapping[str, Any],
+) -> tuple[str, str, str]:
+    """The form's DOM id, its opening tag and its empty error summary."""
+    action = plan.action
+    if id:
+        form_id = id
+        head = [f'<form id="{escape(id)}"', plan.head]
+    else:
+        form_id = form_dom_id(endpoint, bind, action.bound_params)  # only [A-Za-z0-9_-]
+        head = [f'<form id="{form_id}"', plan.head]
+    fragment = plan.fragment
+    if target is None and fragment is not None:
+        params = {p: bind[p] for p in fragment.params if bind and p in bind}
+        dom_id = fragment.dom_id(params)
+        head.append(
+            f' hx-target="#{dom_id}"' if plan.target_safe else f' hx-target="#{escape(dom_id)}"'
+        )
+        head.append(f' hx-swap="{escape(swap)}"' if swap else ' hx-swap="outerHTML"')
+    else:
+        if target:
+            head.append(f' hx-target="{escape(target)}"')
+        if target is None and not swap:
+            swap = "none"
+        if swap:
+            head.append(f' hx-swap="{escape(swap)}"')
+    head.append(plan.head_end)
+    if tags:
+        head.append(f' data-hx-tags="{escape(" ".join(sorted(tags)))}"')
+    if plan.multipart:
+        head.append(' enctype="multipart/form-data"')
+    if attrs:
+        head.append(render_attrs(attrs))
+    head.append(">")
+    return form_id, "".join(head), "" if id else _empty_summary(form_id)
 
 
 def _declared_tags(action: Action, bind: Mapping[str, Any] | None) -> frozenset[str]:

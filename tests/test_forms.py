@@ -79,6 +79,27 @@ def test_action_form_target_and_swap_override_the_own_fragment(harness):
     assert_golden("action_form_target_swap", html)
 
 
+def test_remembered_opening_tags_follow_every_argument(harness):
+    """Opening tags are remembered per bound values, target, swap and id: each variant of the
+    same form on one page keeps its own markup (and ``1`` is not ``True``)."""
+    html = render(
+        harness,
+        '{% for args in [{"bind": {"id": 7}}, {"bind": {"id": 8}}, {"bind": {"id": 7}},'
+        ' {"bind": {"id": 7}, "target": "#x"}, {"bind": {"id": 7}, "swap": "innerHTML"},'
+        ' {"bind": {"id": 7}, "id": "own"}, {"bind": {"id": 7}, "class_": "c"}] %}'
+        '{{ action_form("items.toggle", label="Go", **args) }}\n{% endfor %}',
+    )
+    tags = re.findall(r"<form [^>]*>", html)
+    assert len(tags) == 7
+    assert tags[0] == tags[2]
+    assert 'id="hx-items-toggle-8"' in tags[1] and 'hx-target="#item-row-8"' in tags[1]
+    assert 'hx-target="#x"' in tags[3] and 'hx-target="#item-row-7"' not in tags[3]
+    assert 'hx-swap="innerHTML"' in tags[4]
+    assert 'id="own"' in tags[5]
+    assert 'class="c"' in tags[6]
+    assert len(set(tags)) == 6
+
+
 def test_action_form_with_file_fields_is_multipart(harness):
     html = render(
         harness,
