@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Flask, g
+from flask.globals import _cv_app
 
 from . import cli, forms, pipeline
 from .cache import make_stores
@@ -104,13 +105,15 @@ class HxState:
 
     def identity(self) -> Any:
         """The signed-in user's id (``None`` when anonymous), loaded once per request."""
+        ctx = _cv_app.get(None)
+        flags = (ctx.g if ctx is not None else g._get_current_object()).__dict__
         try:
-            return g._hx_identity
-        except AttributeError:
+            return flags["_hx_identity"]
+        except KeyError:
             pass
         loader = self.extension._identity_loader
         value = loader() if loader is not None else _flask_login_identity()
-        g._hx_identity = value
+        flags["_hx_identity"] = value
         return value
 
 

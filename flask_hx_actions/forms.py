@@ -215,11 +215,14 @@ def hidden_inputs(
     if state is None:
         state = _hx_state()
     gobj = g._get_current_object()
-    placeholders = getattr(gobj, "_hx_placeholders", None)
-    gobj._hx_form_rendered = True
-    if not getattr(gobj, "_hx_sid_ready", None):
+    # Flags of this request, read from g's __dict__: a missing attribute on g costs an
+    # exception, and this runs once per rendered form.
+    flags = gobj.__dict__
+    placeholders = flags.get("_hx_placeholders")
+    flags["_hx_form_rendered"] = True
+    if not flags.get("_hx_sid_ready"):
         security.session_id()
-        gobj._hx_sid_ready = True
+        flags["_hx_sid_ready"] = True
     parts = []
     config = app.config
     if config.get("WTF_CSRF_ENABLED", True):
@@ -227,10 +230,10 @@ def hidden_inputs(
             field_name = config.get("WTF_CSRF_FIELD_NAME", "csrf_token")
             mark = _marks(app).csrf
             parts.append(f'<input type="hidden" name="{escape(field_name)}" value="{mark}">')
-        elif not getattr(gobj, "_hx_csrf_by_header", None):
+        elif not flags.get("_hx_csrf_by_header"):
             # An htmx answer to a page that sends the token as a header (hx-actions.js, from
             # the meta tag) re-renders its forms without the token input: the page has it.
-            csrf_input = getattr(gobj, "_hx_csrf_input", None)
+            csrf_input = flags.get("_hx_csrf_input")
             parts.append(csrf_input if csrf_input is not None else _csrf_input(app))
     key = _marks(app).key if placeholders else secrets.token_urlsafe(16)
     parts.append(f'<input type="hidden" name="_hx_key" value="{key}">')

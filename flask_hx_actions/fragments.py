@@ -79,6 +79,9 @@ class Fragment:
     _quoted: Mapping[str, str] = field(init=False, repr=False, compare=False)
     _sync: bool = field(init=False, repr=False, compare=False)
     _authorize_params: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    #: (parameters, tags, oob) -> the region's opening tag and DOM id, for rows rendered again
+    #: and again (bounded: cleared when full).
+    _heads: dict[tuple[Any, ...], tuple[str, str]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         setattr_ = object.__setattr__
@@ -88,6 +91,7 @@ class Fragment:
         setattr_(self, "_quoted", {p: str(escape(quote_plus(p))) for p in self.params})
         setattr_(self, "_sync", not inspect.iscoroutinefunction(self.func))
         setattr_(self, "_authorize_params", _param_names(self.authorize) if self.authorize else ())
+        setattr_(self, "_heads", {})
 
     @classmethod
     def build(
@@ -219,19 +223,20 @@ class Fragment:
     def region(self, params: Mapping[str, Any], *, oob: bool = False) -> Markup:
         """The fragment rendered inside its region element."""
         inner = self.render_inner(params) if self.cache is None else cached_inner(self, params)
-        dom_id = self.dom_id(params)
-        # dom_id holds only [A-Za-z0-9_-] plus the name: escape() changes nothing there unless
-        # the name has a character it escapes.
-        head = [self._open, str(escape(dom_id)), self._name_attr]
-        if self.params:
-            head.append(f' data-hx-fragment-params="{self._params_attr(params)}"')
-            tags = self.tags(params)
-            if tags:
-                head.append(f' data-hx-tags="{escape(" ".join(sorted(tags)))}"')
-        if oob:
-            head.append(' hx-swap-oob="true"')
-        head.append(">")
-        html = f"{''.join(head)}{inner}</{self.element}>"
+        tags = self.tags(params) if self.params else self.static_tags
+        frozen = _frozen(params)
+        if frozen is None:
+            head, dom_id = self._head(params, tags, oob)
+        else:
+            key = (frozen, tags, oob)
+            known = self._heads.get(key)
+            if known is None:
+                known = self._head(params, tags, oob)
+                if len(self._heads) >= _HEADS_MAX:
+                    self._heads.clear()
+                self._heads[key] = known
+            head, dom_id = known
+        html = f"{head}{inner}</{self.element}>"
         if oob and self.element in _TABLE_PARTS:
             html = f"<template>{html}</template>"
         if signals.fragment_rendered.receivers:
@@ -243,6 +248,21 @@ class Fragment:
                 oob=oob,
             )
         return Markup(html)
+
+    def _head(self, params: Mapping[str, Any], tags: frozenset[str], oob: bool) -> tuple[str, str]:
+        """The region's opening tag and its DOM id."""
+        dom_id = self.dom_id(params)
+        # dom_id holds only [A-Za-z0-9_-] plus the name: escape() changes nothing there unless
+        # the name has a character it escapes.
+        head = [self._open, str(escape(dom_id)), self._name_attr]
+        if self.params:
+            head.append(f' data-hx-fragment-params="{self._params_attr(params)}"')
+            if tags:
+                head.append(f' data-hx-tags="{escape(" ".join(sorted(tags)))}"')
+        if oob:
+            head.append(' hx-swap-oob="true"')
+        head.append(">")
+        return "".join(head), dom_id
 
     def _params_attr(self, params: Mapping[str, Any]) -> str:
         """``escape(urlencode(_plain(params)))``; int values (row ids) without the generic path."""
@@ -357,6 +377,20 @@ def parse_region_token(token: str) -> tuple[str, dict[str, str]]:
     return name, dict(parse_qsl(query, keep_blank_values=True))
 
 
+_HEADS_MAX = 4096
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _frozen(params: Mapping[str, Any]) -> tuple[Any, ...] | None:
+    """``params`` as a hashable key (types kept: ``1`` is not ``True``), or ``None``."""
+    out = []
+    for name, value in params.items():
+        if type(value) not in _SCALARS:
+            return None
+        out.append((name, type(value), value))
+    return tuple(out)
+
+
 def _plain(params: Mapping[str, Any]) -> dict[str, str]:
     return {k: str(v) for k, v in params.items()}
 
@@ -371,15 +405,23 @@ def _id_part(value: Any) -> str:
 _SPACE = re.compile(r"\s")
 
 
+#: Tags already checked (bounded: cleared when full), so a row's tags are checked once.
+_GOOD_TAGS: set[str] = set()
+
+
 def _check_tags(tags: Iterable[str]) -> list[str]:
     if isinstance(tags, str):
         raise TypeError(f"tags must be a list of strings, not the string {tags!r}.")
-    out = []
-    search = _SPACE.search
-    for tag in tags:
-        if not isinstance(tag, str) or not tag or search(tag):
+    out = list(tags)
+    good = _GOOD_TAGS
+    for tag in out:
+        if type(tag) is str and tag in good:
+            continue
+        if not isinstance(tag, str) or not tag or _SPACE.search(tag):
             raise ValueError(f"a tag must be a non-empty string without spaces, not {tag!r}.")
-        out.append(tag)
+        if len(good) >= 65536:
+            good.clear()
+        good.add(str(tag))
     return out
 
 

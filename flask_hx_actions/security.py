@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Flask, Request, g, session
+from flask.globals import _cv_request
 from itsdangerous import BadData, BadSignature, SignatureExpired
 from wtforms.validators import ValidationError
 
@@ -162,10 +163,12 @@ def session_id() -> str:
 
     Pages call it when they render a form, so the session exists before the first submit: an
     anonymous user's retried submit then finds its idempotency key under the same session."""
-    sid = session.get(_SESSION_ID_KEY)
+    ctx = _cv_request.get(None)
+    current = session if ctx is None else ctx.session  # the proxy, or the session it stands for
+    sid = current.get(_SESSION_ID_KEY)
     if sid is None:
         sid = secrets.token_urlsafe(12)
-        session[_SESSION_ID_KEY] = sid
+        current[_SESSION_ID_KEY] = sid
     return str(sid)
 
 

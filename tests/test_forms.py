@@ -253,3 +253,44 @@ def test_page_meta_token_and_form_tokens_agree(harness):
     html = harness.client().get("/").text
     meta = re.search(r'<meta name="csrf-token" content="([^"]+)"', html).group(1)
     assert set(re.findall(r'name="csrf_token" value="([^"]+)"', html)) == {meta}
+
+
+def test_region_tags_follow_the_tags_function_each_render():
+    """Region opening tags are remembered per parameters and tags, and the tags function runs
+    on every render: tags that change (here with the data) change the markup."""
+    from flask import Flask, render_template_string
+
+    from flask_hx_actions import ActionsBlueprint, HxActions
+
+    app = Flask(__name__)
+    app.secret_key = "test"
+    HxActions(app)
+    bp = ActionsBlueprint("rows", __name__)
+    extra: list[str] = []
+
+    @bp.fragment(
+        "row",
+        template="row.html",
+        tags=lambda id: [f"row:{id}", *extra],
+        element="li",
+    )
+    def row(id: int) -> dict[str, object]:
+        return {"id": id}
+
+    app.register_blueprint(bp)
+    from jinja2 import DictLoader
+
+    app.jinja_loader = DictLoader({"row.html": "{{ id }}"})
+    source = '{{ fragment("row", id=1) }}|{{ fragment("row", id="1") }}|{{ fragment("row", id=2) }}'
+    with app.test_request_context():
+        first = render_template_string(source).split("|")
+        extra.append("stats")
+        second = render_template_string(source).split("|")
+    assert first[0] == (
+        '<li id="row-1" data-hx-fragment="row" data-hx-fragment-params="id=1"'
+        ' data-hx-tags="row:1">1</li>'
+    )
+    assert first[1] == first[0]  # "1" and 1 name the same region
+    assert 'id="row-2"' in first[2] and 'data-hx-tags="row:2"' in first[2]
+    assert 'data-hx-tags="row:1 stats"' in second[0]
+    assert 'data-hx-tags="row:2 stats"' in second[2]
