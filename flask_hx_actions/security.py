@@ -8,6 +8,7 @@ arguments are signed with itsdangerous (JSON, one salt per action, bound to the 
 
 from __future__ import annotations
 
+import functools
 import hmac
 import secrets
 from collections.abc import Iterable, Mapping
@@ -29,11 +30,13 @@ _SESSION_ID_KEY = "_hx_sid"
 # -- origin gate ---------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=1024)
 def normalise_origin(value: str) -> str:
     """``scheme://host[:port]`` in lower case, without the scheme's default port.
 
     A value that does not parse (``http://[``) gives a string no real origin equals, so the
-    checks refuse it instead of failing with a 500."""
+    checks refuse it instead of failing with a 500. Remembered (a bounded LRU): every action
+    request reads its own origin and the ``Origin`` header, which are nearly always the same."""
     try:
         parts = urlsplit(value.strip().lower())
         port = parts.port
