@@ -1,5 +1,6 @@
-"""The benchmark driver: the workload of ../shared/bench/WORKLOAD.md on the library app and on a
-hand-wired Flask + htmx baseline, both under gunicorn (2 sync workers), measured with wrk.
+"""The benchmark driver: the workload of ../shared/bench/WORKLOAD.md on the library app, on a
+hand-wired Flask + htmx baseline, and on the same baseline with the library's protections written
+by hand (baseline+checks), all under gunicorn (2 sync workers), measured with wrk.
 
 Use ``bench/run`` (it installs what is missing, then calls this file):
 
@@ -9,17 +10,25 @@ Use ``bench/run`` (it installs what is missing, then calls this file):
     ROUNDS=3 bench/run         # every point 3 times, interleaved; the median round is reported
     VARIANTS=none bench/run    # without the Redis variants (default: VARIANTS=cache,idem)
 
-It starts every app (baseline, library, library with WIDGETS=200, and with Redis on
-127.0.0.1:6379 the variants library+cache and library+idem) under gunicorn on a free port
-of 127.0.0.1, waits until ``GET /`` answers,
+It starts every app (baseline, baseline+checks, library, library with WIDGETS=200, and with
+Redis on 127.0.0.1:6379 the variants library+cache and library+idem) under gunicorn on a free
+port of 127.0.0.1, waits until ``GET /`` answers,
 checks correctness (200 rows, "66 of 200 done", an htmx toggle flips its row and moves the
-stats, a no-JS toggle answers 303 and flips the row; with the library also that a toggle without
-a CSRF token or from another origin is refused), then measures each point with wrk (closed loop)
-at ``-t1 -c1`` and ``-t2 -c16``, the systems back to back per point so that background load on
-the machine hits them alike. The library's toggle carries the CSRF token, the signed bound id
-and the session cookie read from the page, as a browser would send them. wrk builds each library
-toggle with a fresh random 22-character ``_hx_key`` (a Lua ``request()``), as hx-actions.js
-sends a fresh key per submit; toggling the same row again and again is fine.
+stats, a no-JS toggle answers 303 and flips the row; with the library and baseline+checks also
+that a toggle without a CSRF token or from another origin is refused), then measures each point
+with wrk (closed loop) at ``-t1 -c1`` and ``-t2 -c16``, the systems back to back per point so
+that background load on the machine hits them alike. The library's toggle carries the CSRF
+token, the signed bound id and the session cookie read from the page, as a browser would send
+them. wrk builds each library toggle with a fresh random 22-character ``_hx_key`` (a Lua
+``request()``), as hx-actions.js sends a fresh key per submit; toggling the same row again and
+again is fine.
+
+``baseline+checks`` (apps/checked_app.py) is the baseline plus what the library checks, by hand:
+Flask-WTF's ``CSRFProtect`` with a token input in each row form, an origin check before it, and
+the row id signed into the form (itsdangerous, salted with a per-session id) for
+``POST /todos/toggle``. Its toggle replays the page's token and signed id with the session
+cookie. baseline+checks ÷ baseline is what the checks cost; library ÷ baseline+checks (its own
+table, and informational lines under the targets) is what the library adds on top of them.
 
 The variants (``VARIANTS``, both by default; skipped with a message when Redis does not answer):
 
@@ -459,8 +468,9 @@ def check(system: str, browser: Browser, widgets: int, shared: bool = False) -> 
     done = check_page(system, page, widgets)
     if done != INITIAL_DONE:
         raise BenchError(f"{system}: GET / says {done} of 200 done, expected {INITIAL_DONE}")
-    if system.startswith("library"):
+    if system.startswith("library") or system == CHECKED:
         check_refusals(system, browser)
+    if system.startswith("library"):
         check_regions_header(system, browser)
 
     # htmx toggle of row 1 (not done): the answer holds the row, now checked, and the stats at
@@ -710,8 +720,11 @@ class System:
 
 ALL_POINTS = (("GET /", "page"), ("toggle", "htmx"), ("toggle", "no-JS (303)"))
 
+CHECKED = "baseline+checks"  # the baseline with the library's protections written by hand
+
 SYSTEMS = (
     System("baseline", "baseline_app", 20, ALL_POINTS),
+    System(CHECKED, "checked_app", 20, ALL_POINTS),
     System("library", "library_app", 20, ALL_POINTS),
     System("library", "library_app", 200, (("toggle", "htmx, 200 widgets"),)),
 )
@@ -1050,6 +1063,23 @@ def markdown(rows: list[dict[str, Any]], duration: str, rounds: int, load: str) 
             f"| {r['system']} | {r['endpoint']} | {r['variant']} | {r['concurrency']} | "
             f"{r['rps']:.2f}x | {r['p50_ms']:.2f}x | {r['p99_ms']:.2f}x | {r['bytes']:.2f}x |"
         )
+    overhead = checked_rows(rows)
+    if overhead:
+        out += [
+            "",
+            f"Library ÷ {CHECKED} (the same protections written by hand; same point; "
+            f"µs/request = 1e6 ÷ req/s, library minus {CHECKED}: what the library adds per "
+            "request beyond the checks themselves, at c=1; at c=16 two workers share the load):",
+            "",
+            "| system | endpoint | variant | concurrency | req/s | p50 "
+            f"| µs/request vs {CHECKED} |",
+            "| --- | --- | --- | ---: | ---: | ---: | ---: |",
+        ]
+        for r in overhead:
+            out.append(
+                f"| {r['system']} | {r['endpoint']} | {r['variant']} | {r['concurrency']} | "
+                f"{r['rps']:.2f}x | {r['p50_ms']:.2f}x | {r['us_per_request']:+,.0f} |"
+            )
     against = variant_rows(rows)
     if against:
         out += [
@@ -1131,6 +1161,30 @@ def variant_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def checked_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each library system's point (the plain library and its variants) against the same point
+    of baseline+checks."""
+    out = []
+    for row in rows:
+        if not row["system"].startswith("library"):
+            continue
+        checked = _find(rows, CHECKED, row["endpoint"], row["variant"], row["concurrency"])
+        if checked is None:
+            continue
+        out.append(
+            {
+                "system": row["system"],
+                "endpoint": row["endpoint"],
+                "variant": row["variant"],
+                "concurrency": row["concurrency"],
+                "rps": paired(row, checked, "rps"),
+                "p50_ms": paired(row, checked, "p50_ms"),
+                "us_per_request": paired_us(row, checked),
+            }
+        )
+    return out
+
+
 def ratio_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for lib in rows:
@@ -1197,6 +1251,13 @@ def target_lines(rows: list[dict[str, Any]]) -> list[str]:
                 f"GET / with the fragment cache (library+cache), c={conc}: {fmt(cached['rps'])} "
                 f"req/s, {ratio:.2f}x baseline{vs_lib} (target >= 1.5x baseline): "
                 f"{verdict(ratio >= 1.5)}"
+            )
+    for r in checked_rows(rows):
+        if r["system"] == "library":
+            lines.append(
+                f"library vs {CHECKED}, {r['endpoint']} {r['variant']}, c={r['concurrency']}: "
+                f"{r['rps']:.2f}x req/s ({r['us_per_request']:+,.0f} µs/request; information, "
+                "no target)"
             )
     for r in variant_rows(rows):
         if r["system"] == "library+idem" and r["concurrency"] == 1:
