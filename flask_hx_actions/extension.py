@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from flask import Blueprint, Flask, g
 from flask.globals import _cv_app
 
-from . import cli, forms, pipeline
+from . import cli, forms, pipeline, sessions
 from .cache import make_stores
 from .errors import ActionRefused
 from .fragments import Fragment
@@ -43,6 +43,7 @@ DEFAULTS: dict[str, Any] = {
     "HX_ACTIONS_SQLALCHEMY_TRANSACTIONS": True,
     "HX_ACTIONS_STATIC_URL_PATH": "/_hx/static",
     "HX_ACTIONS_SESSION_SAMESITE": "Lax",
+    "HX_ACTIONS_FAST_SESSION": True,
     "HX_ACTIONS_IDEMPOTENCY_STORE": "auto",
     "HX_ACTIONS_IDEMPOTENCY_TTL": 24 * 3600,
     "HX_ACTIONS_RATELIMIT_STORAGE_URI": "memory://",
@@ -137,6 +138,7 @@ class HxActions:
         samesite = app.config["HX_ACTIONS_SESSION_SAMESITE"]
         if samesite and app.config.get("SESSION_COOKIE_SAMESITE") is None:
             app.config["SESSION_COOKIE_SAMESITE"] = samesite
+        sessions.install(app)
 
         state = HxState(app, self)
         app.extensions["hx_actions"] = state

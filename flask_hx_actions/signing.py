@@ -44,22 +44,25 @@ _SCALARS = (str, int, float, bool, type(None))
 
 #: (serializer, token) -> (value, timestamp) of tokens known to carry a valid signature.
 _VERIFIED: dict[tuple[Any, str | bytes], tuple[Any, int]] = {}
+#: (session serializer, cookie) -> (signed payload, timestamp) of verified session cookies.
+_VERIFIED_PAYLOADS: dict[tuple[Any, str | bytes], tuple[bytes, int]] = {}
 #: (serializer, frozen value) -> (token, timestamp) of recently signed tokens.
 _SIGNED: dict[tuple[Any, Hashable], tuple[str, int]] = {}
 
 
 class KeyedHMAC(HMACAlgorithm):
-    """HMAC-SHA1 as itsdangerous does it, keeping the keyed HMAC state of each derived key and
-    copying it per signature instead of keying a new HMAC (two hash blocks) every time."""
+    """HMAC as itsdangerous does it (SHA1 unless told), keeping the keyed HMAC state of each
+    derived key and copying it per signature instead of keying a new HMAC (two hash blocks)
+    every time."""
 
-    def __init__(self) -> None:
-        super().__init__(hashlib.sha1)
+    def __init__(self, digest_method: Any = hashlib.sha1) -> None:
+        super().__init__(digest_method)
         self._keyed: dict[bytes, Any] = {}
 
     def get_signature(self, key: bytes, value: bytes) -> bytes:
         keyed = self._keyed.get(key)
         if keyed is None:
-            keyed = self._keyed[key] = hmac.new(key, digestmod=hashlib.sha1)
+            keyed = self._keyed[key] = hmac.new(key, digestmod=self.digest_method)
         mac = keyed.copy()
         mac.update(value)
         return mac.digest()
@@ -69,8 +72,21 @@ class ReusingSigner(TimestampSigner):
     """itsdangerous' timestamp signer with each derived key computed once per signer rather than
     once per signature, and the timestamp encoded once per second."""
 
-    def __init__(self, secret_keys: list[bytes], salt: bytes) -> None:
-        super().__init__(secret_keys, salt=salt, algorithm=KeyedHMAC())
+    def __init__(
+        self,
+        secret_keys: list[bytes],
+        salt: bytes,
+        *,
+        key_derivation: str | None = None,
+        digest_method: Any = hashlib.sha1,
+    ) -> None:
+        super().__init__(
+            secret_keys,
+            salt=salt,
+            key_derivation=key_derivation,
+            digest_method=digest_method,
+            algorithm=KeyedHMAC(digest_method),
+        )
         self._derived: dict[bytes, bytes] = {}
 
     def derive_key(self, secret_key: str | bytes | None = None) -> bytes:
@@ -159,19 +175,77 @@ class Serializer(URLSafeTimedSerializer):
                 _remember(_VERIFIED, key, (frozen, int(signed.timestamp())))
             return value
         frozen, stamp = known
-        if max_age is not None:  # the checks and messages of TimestampSigner.unsign
-            age = self._signer.get_timestamp() - stamp
-            if age > max_age:
-                raise SignatureExpired(
-                    f"Signature age {age} > {max_age} seconds",
-                    date_signed=self._signer.timestamp_to_datetime(stamp),
-                )
-            if age < 0:
-                raise SignatureExpired(
-                    f"Signature age {age} < 0 seconds",
-                    date_signed=self._signer.timestamp_to_datetime(stamp),
-                )
+        if max_age is not None:
+            _check_age(self._signer, stamp, max_age)
         return _thaw(frozen)
+
+
+class SessionSerializer(URLSafeTimedSerializer):
+    """The serializer Flask's cookie sessions build per request, built once: the same cookies
+    (salt, key derivation, digest and payload serializer are Flask's), one reused signer, and
+    a memo of verified cookies. A remembered cookie keeps its signed payload, which is decoded
+    afresh each time (session values may be mutable), and its age is checked every time."""
+
+    def __init__(
+        self,
+        secret_keys: list[Any],
+        salt: str,
+        serializer: Any,
+        key_derivation: str,
+        digest_method: Any,
+    ) -> None:
+        super().__init__(
+            secret_keys,
+            salt=salt,
+            serializer=serializer,
+            signer_kwargs={"key_derivation": key_derivation, "digest_method": digest_method},
+        )
+        self._signer = ReusingSigner(
+            self.secret_keys,
+            want_bytes(salt),
+            key_derivation=key_derivation,
+            digest_method=digest_method,
+        )
+
+    def make_signer(self, salt: str | bytes | None = None) -> Signer:
+        if salt is None or want_bytes(salt) == self.salt:
+            return self._signer
+        return super().make_signer(salt)
+
+    def loads(  # type: ignore[override]
+        self,
+        s: str | bytes,
+        max_age: int | None = None,
+        return_timestamp: bool = False,
+        salt: str | bytes | None = None,
+    ) -> Any:
+        if return_timestamp or salt is not None:
+            return super().loads(s, max_age, return_timestamp, salt)
+        key = (self, s)
+        known = _VERIFIED_PAYLOADS.get(key)
+        if known is None:
+            payload, signed = self._signer.unsign(s, max_age=max_age, return_timestamp=True)
+            value = self.load_payload(payload)  # a payload that does not load is not remembered
+            _remember(_VERIFIED_PAYLOADS, key, (payload, int(signed.timestamp())))
+            return value
+        payload, stamp = known
+        if max_age is not None:
+            _check_age(self._signer, stamp, max_age)
+        return self.load_payload(payload)
+
+
+def _check_age(signer: TimestampSigner, stamp: int, max_age: int) -> None:
+    """The age checks of ``TimestampSigner.unsign``, with its messages."""
+    age = signer.get_timestamp() - stamp
+    if age > max_age:
+        raise SignatureExpired(
+            f"Signature age {age} > {max_age} seconds",
+            date_signed=signer.timestamp_to_datetime(stamp),
+        )
+    if age < 0:
+        raise SignatureExpired(
+            f"Signature age {age} < 0 seconds", date_signed=signer.timestamp_to_datetime(stamp)
+        )
 
 
 def _freeze(value: Any) -> Hashable | None:
