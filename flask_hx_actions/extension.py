@@ -75,6 +75,8 @@ class HxState:
         self.url_cache: dict[tuple[str, str], str] = {}
         #: Per (action endpoint, script root): what every action_form of that action shares.
         self.form_plans: dict[tuple[str, str], Any] = {}
+        #: (CSRFProtect, endpoint) pairs whose view has been exempted from CSRFProtect's hook.
+        self.csrf_exempted: set[tuple[Any, str]] = set()
         #: Fragments seen rendering an action_form (they never get a 304: keys must be fresh).
         self.fragment_forms: set[str] = set()
         self.tag_versions, self.fragment_cache = make_stores(

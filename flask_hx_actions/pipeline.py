@@ -59,29 +59,30 @@ def gate() -> None:
     """Steps 1-3 for requests routed to an action; other requests pass untouched."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     state: HxState = app.extensions["hx_actions"]
-    action = state.actions.get(request.endpoint or "")
+    req: Request = request._get_current_object()  # type: ignore[attr-defined]
+    action = state.actions.get(req.endpoint or "")
     if action is None:
         return
     g._hx_action = action
     config = app.config
-    limit_request_size(action, config)  # 1
-    own = security.own_origin(request, config["HX_ACTIONS_ORIGIN"])
-    security.check_origin(request, own, _trusted(config))  # 2
-    _exempt_from_csrfprotect(app, state)
+    limit_request_size(action, config, req)  # 1
+    own = security.own_origin(req, config["HX_ACTIONS_ORIGIN"])
+    security.check_origin(req, own, _trusted(config))  # 2
+    _exempt_from_csrfprotect(app, state, req.endpoint or "")
     read_body(config)
-    security.check_csrf(request, app, own)  # 3
+    security.check_csrf(req, app, own)  # 3
 
 
-def limit_request_size(action: Action, config: Mapping[str, Any]) -> None:
+def limit_request_size(action: Action, config: Mapping[str, Any], req: Request) -> None:
     """413 from ``Content-Length`` before the body is read; limits for chunked bodies while read."""
     limit = action.max_content_length or config["HX_ACTIONS_MAX_CONTENT_LENGTH"]
-    request.max_content_length = limit
-    request.max_form_memory_size = config["HX_ACTIONS_MAX_FORM_MEMORY_SIZE"]
-    request.max_form_parts = config["HX_ACTIONS_MAX_FORM_PARTS"]
-    length = request.content_length
+    req.max_content_length = limit
+    req.max_form_memory_size = config["HX_ACTIONS_MAX_FORM_MEMORY_SIZE"]
+    req.max_form_parts = config["HX_ACTIONS_MAX_FORM_PARTS"]
+    length = req.content_length
     if length is not None and length > limit:
         raise ContentTooLarge(description=f"The submitted data is larger than {_size(limit)}.")
-    if length is None and request.environ.get("wsgi.input_terminated"):
+    if length is None and req.environ.get("wsgi.input_terminated"):
         buffer_chunked_body(limit)
 
 
@@ -148,13 +149,14 @@ def _read_urlencoded(req: Request) -> bool:
     return True
 
 
-def _exempt_from_csrfprotect(app: Flask, state: HxState) -> None:
+def _exempt_from_csrfprotect(app: Flask, state: HxState, endpoint: str) -> None:
     # Flask-WTF's CSRFProtect would check the token a second time (and without the origin gate
     # first); the gate has checked it, so the action's view is exempt from CSRFProtect's hook.
     csrf = app.extensions.get("csrf")
-    if csrf is not None:
-        view = state.views[request.endpoint or ""]
+    if csrf is not None and (csrf, endpoint) not in state.csrf_exempted:
+        view = state.views[endpoint]
         csrf.exempt(f"{view.__module__}.{view.__name__}")
+        state.csrf_exempted.add((csrf, endpoint))
 
 
 _trusted_cache: dict[tuple[str, ...], frozenset[str]] = {}
@@ -485,7 +487,7 @@ def request_id() -> str:
 
 def finish_response(response: Response) -> Response:
     """Headers of every answer to an action request, whatever produced it."""
-    if getattr(g, "_hx_action", None) is None:
+    if g.__dict__.get("_hx_action") is None:  # g.__dict__: no exception for a missing name
         return response
     headers = response.headers
     if "Vary" in headers:
