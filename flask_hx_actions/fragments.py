@@ -161,7 +161,8 @@ class Fragment:
         if self.tags_func is None:
             return self.static_tags
         args = {k: params[k] for k in self.tags_params if k in params}
-        return self.static_tags | frozenset(_check_tags(self.tags_func(**args)))
+        found = frozenset(_check_tags(self.tags_func(**args)))
+        return self.static_tags | found if self.static_tags else found
 
     def check_params(self, params: Mapping[str, Any]) -> dict[str, Any]:
         if params.keys() == self.param_set:  # every parameter given, none unknown
@@ -196,7 +197,7 @@ class Fragment:
             context = app.ensure_sync(self.func)(**params)
         if context is None:
             context = {}
-        if not isinstance(context, Mapping):
+        if type(context) is not dict and not isinstance(context, Mapping):
             raise TypeError(
                 f"fragment {self.name!r}: the function must return a dict (the template context),"
                 f" not {type(context).__name__}."
@@ -298,14 +299,7 @@ def _render(app: Any, name: str, context: Mapping[str, Any]) -> str:
     globals), which skips re-merging the globals for every row."""
     env = app.jinja_env
     template = env.get_or_select_template(name)
-    template_globals = template.globals
-    if (
-        env.is_async
-        or not isinstance(template_globals, ChainMap)
-        or len(template_globals.maps) != 2
-        or template_globals.maps[0]
-        or template_globals.maps[1] is not env.globals
-    ):  # template-specific globals: the ordinary way
+    if env.is_async or not _plain_globals(template, env):  # template globals: the ordinary way
         full = dict(_base_context(app))
         full.update(context)
         return str(template.render(full))
@@ -320,6 +314,17 @@ def _render(app: Any, name: str, context: Mapping[str, Any]) -> str:
     except Exception:
         env.handle_exception()
         raise  # pragma: no cover - handle_exception always raises
+
+
+def _plain_globals(template: Any, env: Any) -> bool:
+    """True when the template has no globals of its own (only the environment's)."""
+    template_globals = template.globals
+    return (
+        isinstance(template_globals, ChainMap)
+        and len(template_globals.maps) == 2
+        and not template_globals.maps[0]
+        and template_globals.maps[1] is env.globals
+    )
 
 
 def cache_key(fragment: Fragment, params: Mapping[str, Any]) -> str:
