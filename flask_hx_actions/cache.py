@@ -24,7 +24,8 @@ from flask import g, has_request_context
 class TagVersions(Protocol):
     def get(self, tags: Iterable[str]) -> dict[str, int]: ...
 
-    def bump(self, tags: Iterable[str]) -> None: ...
+    def bump(self, tags: Iterable[str], *, reread: bool = False) -> None:
+        """Increment the versions of ``tags``; ``reread``: this request reads versions next."""
 
 
 class FragmentCache(Protocol):
@@ -44,7 +45,7 @@ class MemoryTagVersions:
         versions = self._versions
         return {tag: versions.get(tag, 0) for tag in tags}
 
-    def bump(self, tags: Iterable[str]) -> None:
+    def bump(self, tags: Iterable[str], *, reread: bool = False) -> None:
         with self._lock:
             for tag in tags:
                 self._versions[tag] = self._versions.get(tag, 0) + 1
@@ -104,15 +105,25 @@ class RedisTagVersions:
         values = self._redis.hmget(self._key, tags)
         return {tag: int(v) if v is not None else 0 for tag, v in zip(tags, values, strict=True)}
 
-    def bump(self, tags: Iterable[str]) -> None:
+    def bump(self, tags: Iterable[str], *, reread: bool = False) -> None:
+        """Increment the versions; when the request reads versions next (``reread``) and reads
+        them as a snapshot, the new snapshot comes back in the same round trip."""
         tags = list(tags)
         if not tags:
             return
+        in_request = has_request_context()
+        snapshot = (
+            reread and in_request and self._small and time.monotonic() - self._checked_at <= 10
+        )
         pipe = self._redis.pipeline(transaction=False)
         for tag in tags:
             pipe.hincrby(self._key, tag, 1)
-        pipe.execute()
-        if has_request_context():
+        if snapshot:
+            pipe.hgetall(self._key)
+        replies = pipe.execute()
+        if snapshot:
+            g._hx_tag_snapshot = _decode_snapshot(replies[-1])
+        elif in_request:
             g.pop("_hx_tag_snapshot", None)
 
     def _snapshot(self) -> dict[str, int] | None:
@@ -127,10 +138,12 @@ class RedisTagVersions:
             self._checked_at = now
         if not self._small:
             return None
-        raw = self._redis.hgetall(self._key)
-        snapshot = {bytes(k).decode(): int(v) for k, v in raw.items()}
-        g._hx_tag_snapshot = snapshot
+        snapshot = g._hx_tag_snapshot = _decode_snapshot(self._redis.hgetall(self._key))
         return snapshot
+
+
+def _decode_snapshot(raw: dict[Any, Any]) -> dict[str, int]:
+    return {bytes(k).decode(): int(v) for k, v in raw.items()}
 
 
 class RedisFragmentCache:

@@ -174,15 +174,30 @@ def _marks(app: Any) -> _Marks:
 
 
 def fill_placeholders(html: str) -> str:
-    marks = _marks(current_app)
+    """Cached HTML with its markers replaced: a fresh idempotency key for each key marker, this
+    request's CSRF token for each token marker."""
+    app_ctx = _cv_app.get(None)
+    app = app_ctx.app if app_ctx is not None else current_app._get_current_object()  # type: ignore[attr-defined]
+    marks = _marks(app)
     if marks.stem not in html:
         return html
-    csrf = generate_csrf() if current_app.config.get("WTF_CSRF_ENABLED", True) else ""
+    pieces = html.split(marks.key)
+    if len(pieces) > 1:
+        keys = [secrets.token_urlsafe(16) for _ in range(len(pieces) - 1)]
+        html = pieces[0] + "".join(k + p for k, p in zip(keys, pieces[1:], strict=True))
+    if marks.csrf in html:
+        html = html.replace(marks.csrf, _csrf_value(app))
+    return html
 
-    def value(match: re.Match[str]) -> str:
-        return secrets.token_urlsafe(16) if match.group(1) == "key" else str(escape(csrf))
 
-    return marks.pattern.sub(value, html)
+def _csrf_value(app: Any) -> str:
+    """This request's CSRF token, escaped (empty with CSRF off), computed once per request."""
+    flags = g._get_current_object().__dict__
+    value: str | None = flags.get("_hx_csrf_value")
+    if value is None:
+        enabled = app.config.get("WTF_CSRF_ENABLED", True)
+        value = flags["_hx_csrf_value"] = str(escape(generate_csrf())) if enabled else ""
+    return value
 
 
 def _csrf_input(app: Any) -> str:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-import json
 import re
 import typing
 from collections import ChainMap
@@ -223,8 +222,10 @@ class Fragment:
 
     def region(self, params: Mapping[str, Any], *, oob: bool = False) -> Markup:
         """The fragment rendered inside its region element."""
-        inner = self.render_inner(params) if self.cache is None else cached_inner(self, params)
         tags = self.tags(params) if self.params else self.static_tags
+        inner = (
+            self.render_inner(params) if self.cache is None else cached_inner(self, params, tags)
+        )
         frozen = _frozen(params)
         if frozen is None:
             head, dom_id = self._head(params, tags, oob)
@@ -327,30 +328,45 @@ def _plain_globals(template: Any, env: Any) -> bool:
     )
 
 
-def cache_key(fragment: Fragment, params: Mapping[str, Any]) -> str:
+def cache_key(
+    fragment: Fragment, params: Mapping[str, Any], tags: frozenset[str] | None = None
+) -> str:
     """Fragment, parameters, versions of its tags and the user scope (everyone for
-    ``cache="global"``, else this session and user), hashed."""
+    ``cache="global"``, else this session and user), hashed. ``tags``: the fragment's tags for
+    these parameters, when the caller has them already."""
     state = current_app.extensions["hx_actions"]
-    tags = sorted(fragment.tags(params))
-    versions = state.tag_versions.get(tags)
+    ordered = sorted(fragment.tags(params) if tags is None else tags)
+    versions = state.tag_versions.get(ordered)
     if fragment.cache == "global":
         scope = "*"
     else:
         from .security import session_binding
 
         scope = session_binding(state.identity())
-    raw = json.dumps(
-        [fragment.name, _plain(params), [versions[t] for t in tags], scope], separators=(",", ":")
+    # repr() of strings and ints is unambiguous: no two different keys share a text.
+    raw = repr(
+        (
+            fragment.name,
+            tuple(sorted(_plain(params).items())),
+            tuple(versions[t] for t in ordered),
+            scope,
+        )
     )
     return hashlib.blake2b(raw.encode(), digest_size=16).hexdigest()
 
 
-def cached_inner(fragment: Fragment, params: Mapping[str, Any]) -> str:
+def cached_inner(
+    fragment: Fragment, params: Mapping[str, Any], tags: frozenset[str] | None = None
+) -> str:
     """The fragment's HTML from the cache, with per-render values (CSRF token, idempotency keys)
-    filled in now: cached HTML holds placeholders for them."""
+    filled in now: cached HTML holds placeholders for them. A fragment one of whose tags this
+    request bumped is not looked up: its key is new (unless another worker rendered it in the
+    meantime, which costs one render more)."""
     state = current_app.extensions["hx_actions"]
-    key = cache_key(fragment, params)
-    html = state.fragment_cache.get(key)
+    tags = fragment.tags(params) if tags is None else tags
+    key = cache_key(fragment, params, tags)
+    bumped = g.__dict__.get("_hx_bumped_tags")
+    html = None if bumped and not bumped.isdisjoint(tags) else state.fragment_cache.get(key)
     if html is None:
         previous, previous_form = g.get("_hx_placeholders"), g.get("_hx_form_rendered", False)
         g._hx_placeholders = True

@@ -207,7 +207,8 @@ def run(action: Action) -> Response:
         if result.ok:
             tags |= action.tags_for(args)
             if tags:
-                state.tag_versions.bump(tags)
+                state.tag_versions.bump(tags, reread=kind == "htmx")
+                g._hx_bumped_tags = tags  # cached fragments with these tags are new renders
         if result.kind == "not_found":
             return respond_not_found(app, state, action, kind, bound, result)
         if not result.ok:

@@ -442,3 +442,61 @@ def test_redis_tag_versions_read_once_per_request_and_see_their_own_bumps(redis_
         other_worker_bumps("a")
         assert small.get(["a"]) == {"a": 3}
     client.close()
+
+
+def test_a_bump_before_a_render_brings_the_new_snapshot_in_its_round_trip(redis_url):
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    versions = RedisTagVersions(client, prefix="test-bump")
+    app = Flask(__name__)
+    sent: list[int] = []
+    original = client.execute_command
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        sent.append(1)
+        return original(*args, **kwargs)
+
+    with app.test_request_context():
+        assert versions.get(["a"]) == {"a": 0}  # decides that snapshots are read (small hash)
+    client.execute_command = counting  # type: ignore[method-assign]
+    with app.test_request_context():
+        versions.bump(["a", "b"], reread=True)  # one pipeline: the increments and the snapshot
+        assert versions.get(["a", "b", "c"]) == {"a": 1, "b": 1, "c": 0}
+    assert sent == []  # pipelines do not go through execute_command: no extra round trip
+    with app.test_request_context():
+        versions.bump(["a"])  # no render follows: no snapshot read with it
+        assert versions.get(["a"]) == {"a": 2}  # read on demand instead
+    assert len(sent) == 1
+    client.close()
+
+
+def test_a_cached_fragment_whose_tag_the_action_bumped_is_rendered_without_a_lookup():
+    app, _ = make_app()
+    state = app.extensions["hx_actions"]
+    looked_up: list[str] = []
+    original = state.fragment_cache.get
+
+    def spy(key: str) -> str | None:
+        looked_up.append(key)
+        return original(key)
+
+    state.fragment_cache.get = spy
+    client = app.test_client()
+    client.get("/login/alice")
+    assert "T1" in client.get("/_hx/fragments/mine?id=1").text
+    assert len(looked_up) == 1
+    answer = client.post(
+        "/todos/rename_all",
+        data=client.hidden_fields("todos.rename_all"),
+        headers={
+            "Origin": "http://localhost",
+            "HX-Request": "true",
+            "HX-Actions-Regions": "mine?id=1",
+        },
+    )
+    assert answer.status_code == 200
+    assert 'id="mine-1"' in answer.text and "T1!" in answer.text  # sent out of band
+    assert len(looked_up) == 1  # "todos" was bumped: the region was rendered, not looked up
+    assert "T1!" in client.get("/_hx/fragments/mine?id=1").text  # and cached under its new key
+    assert len(looked_up) == 2
