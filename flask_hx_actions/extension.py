@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from flask import Blueprint, Flask, g
+from flask import Blueprint, Flask, current_app, g
 from flask.globals import _cv_app
 
 from . import cli, forms, pipeline, sessions
@@ -196,8 +196,6 @@ class HxActions:
 
 
 def _flask_login_identity() -> Any:
-    from flask import current_app
-
     if getattr(current_app, "login_manager", None) is None:
         return None
     from flask_login import current_user

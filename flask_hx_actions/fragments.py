@@ -32,7 +32,7 @@ from flask.signals import before_render_template, template_rendered
 from jinja2.runtime import new_context
 from markupsafe import Markup, escape
 
-from . import signals
+from . import forms, security, signals
 
 TagsSpec = Iterable[str] | Callable[..., Iterable[str]] | None
 CacheScope = Literal["user", "global"]
@@ -334,15 +334,12 @@ def cache_key(
     """Fragment, parameters, versions of its tags and the user scope (everyone for
     ``cache="global"``, else this session and user), hashed. ``tags``: the fragment's tags for
     these parameters, when the caller has them already."""
-    state = current_app.extensions["hx_actions"]
+    app_ctx = _cv_app.get(None)
+    app = app_ctx.app if app_ctx is not None else current_app
+    state = app.extensions["hx_actions"]
     ordered = sorted(fragment.tags(params) if tags is None else tags)
     versions = state.tag_versions.get(ordered)
-    if fragment.cache == "global":
-        scope = "*"
-    else:
-        from .security import session_binding
-
-        scope = session_binding(state.identity())
+    scope = "*" if fragment.cache == "global" else security.session_binding(state.identity())
     # repr() of strings and ints is unambiguous: no two different keys share a text.
     raw = repr(
         (
@@ -362,10 +359,12 @@ def cached_inner(
     filled in now: cached HTML holds placeholders for them. A fragment one of whose tags this
     request bumped is not looked up: its key is new (unless another worker rendered it in the
     meantime, which costs one render more)."""
-    state = current_app.extensions["hx_actions"]
+    app_ctx = _cv_app.get(None)
+    app = app_ctx.app if app_ctx is not None else current_app
+    state = app.extensions["hx_actions"]
     tags = fragment.tags(params) if tags is None else tags
     key = cache_key(fragment, params, tags)
-    bumped = g.__dict__.get("_hx_bumped_tags")
+    bumped = (app_ctx.g if app_ctx is not None else g).__dict__.get("_hx_bumped_tags")
     html = None if bumped and not bumped.isdisjoint(tags) else state.fragment_cache.get(key)
     if html is None:
         previous, previous_form = g.get("_hx_placeholders"), g.get("_hx_form_rendered", False)
@@ -384,12 +383,8 @@ def cached_inner(
                     f"fragment {fragment.name!r} renders an action_form, whose CSRF token and "
                     "bound arguments belong to one session: use cache='user', not 'global'."
                 )
-        state.fragment_cache.set(
-            key, html, int(current_app.config["HX_ACTIONS_FRAGMENT_CACHE_TTL"])
-        )
-    from .forms import fill_placeholders
-
-    return fill_placeholders(html)
+        state.fragment_cache.set(key, html, int(app.config["HX_ACTIONS_FRAGMENT_CACHE_TTL"]))
+    return forms.fill_placeholders(html)
 
 
 def parse_region_token(token: str) -> tuple[str, dict[str, str]]:

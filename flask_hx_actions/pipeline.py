@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import parse_qsl
 
 import werkzeug.urls  # noqa: F401 - registers the "werkzeug.url_quote" error handler
-from flask import Flask, Request, Response, current_app, g, request
+from flask import Flask, Request, Response, current_app, g, has_app_context, request
 from werkzeug.exceptions import ClientDisconnected, NotFound, RequestEntityTooLarge
 
 from . import idempotency, oldinput, responses, security, signals
@@ -337,8 +337,6 @@ def call_collecting_tags(action: Action, args: Mapping[str, Any]) -> tuple[Any, 
     token = _collected_tags.set(tags)
     try:
         if action.is_async:
-            from flask import has_app_context
-
             if has_app_context():
                 returned = current_app.ensure_sync(action.fn)(**args)
             else:  # pragma: no cover - invoke() of an async action outside an app

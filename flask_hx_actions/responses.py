@@ -14,10 +14,10 @@ import secrets
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from flask import Flask, Response, jsonify, render_template, request
+from flask import Flask, Response, abort, current_app, g, jsonify, render_template, request
 
 from . import forms
-from .fragments import Fragment, FragmentError, parse_region_token
+from .fragments import Fragment, FragmentError, cache_key, parse_region_token
 from .htmx import hx_redirect, reswap
 from .results import Result
 from .security import own_origin, safe_target
@@ -158,8 +158,6 @@ def fragment_endpoint(name: str) -> Response:
     """``GET /_hx/fragments/<name>?<params>``: one fragment for the current user, under the
     fragment's own authorization, with an ETag from its tags' versions (304 when unchanged;
     never for fragments holding forms, whose idempotency keys must be fresh)."""
-    from flask import abort, current_app
-
     state: HxState = current_app.extensions["hx_actions"]
     fragment = state.fragments.get(name)
     if fragment is None:
@@ -175,8 +173,6 @@ def fragment_endpoint(name: str) -> Response:
     if etag is not None and etag in request.if_none_match:
         response = Response(status=304)
     else:
-        from flask import g
-
         g._hx_form_rendered = False
         response = Response(fragment.region(params), mimetype="text/html")
         if g.get("_hx_form_rendered"):
@@ -193,8 +189,6 @@ def fragment_endpoint(name: str) -> Response:
 def _fragment_etag(state: HxState, fragment: Fragment, params: Mapping[str, Any]) -> str | None:
     if fragment.name in state.fragment_forms:
         return None
-    from .fragments import cache_key
-
     # Scoped to the user unless the fragment is cache="global", like its cache key.
     return cache_key(fragment, params)
 

@@ -13,6 +13,10 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
 
+from flask import url_for
+
+from .security import is_safe_path
+
 ResultKind = Literal["ok", "fail", "redirect", "not_found"]
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
@@ -55,8 +59,6 @@ class Result:
             return None
         if self.location.startswith("/"):
             return self.location
-        from flask import url_for
-
         return url_for(self.location, **self.url_values)
 
 
@@ -118,8 +120,6 @@ def redirect_to(target: str, **url_values: Any) -> Result:
 
     :raises ValueError: for anything that is not a same-origin path or an endpoint name.
     """
-    from .security import is_safe_path
-
     if target.startswith("/"):
         if url_values:
             raise TypeError("redirect_to(path) takes no url values; pass an endpoint name.")
