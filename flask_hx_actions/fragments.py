@@ -390,7 +390,7 @@ def cached_inner(
 def parse_region_token(token: str) -> tuple[str, dict[str, str]]:
     """``"todo?id=7"`` -> ``("todo", {"id": "7"})`` (the ``HX-Actions-Regions`` header format)."""
     name, _, query = token.partition("?")
-    return name, dict(parse_qsl(query, keep_blank_values=True))
+    return name, dict(parse_qsl(query, keep_blank_values=True)) if query else {}
 
 
 _HEADS_MAX = 4096
