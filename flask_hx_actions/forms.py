@@ -21,6 +21,7 @@ from flask_wtf.csrf import generate_csrf
 from markupsafe import Markup, escape
 
 from . import oldinput, security
+from .signing import freeze_scalars, remember
 
 if TYPE_CHECKING:
     from .actions import Action
@@ -352,15 +353,13 @@ def action_form(
         action.check_bind(bind or {})
     form_state = oldinput.state_for_form(endpoint, bind)
     tags = _declared_tags(action, bind)
-    frozen = _frozen(bind) if not attrs else None
+    frozen = freeze_scalars(bind) if not attrs else None
     if frozen is not None:
         head_key = (frozen, target, swap, id, tags)
         known = plan.heads.get(head_key)
         if known is None:
             known = _form_head(plan, endpoint, bind, target, swap, id, tags, attrs)
-            if len(plan.heads) >= _HEADS_MAX:
-                plan.heads.clear()
-            plan.heads[head_key] = known
+            remember(plan.heads, head_key, known, _HEADS_MAX)
     else:
         known = _form_head(plan, endpoint, bind, target, swap, id, tags, attrs)
     form_id, opening, empty_summary = known
@@ -385,21 +384,8 @@ def action_form(
     return Markup("".join(head) + body + button + "</form>")
 
 
-#: Opening tags remembered per form plan (one per row on a page); cleared when full.
+#: Opening tags remembered per form plan (one per row on a page), oldest out first.
 _HEADS_MAX = 4096
-_SCALARS = (str, int, float, bool, type(None))
-
-
-def _frozen(bind: Mapping[str, Any] | None) -> tuple[Any, ...] | None:
-    """``bind`` as a hashable key (types kept: ``1`` is not ``True``), or ``None``."""
-    if not bind:
-        return ()
-    out = []
-    for name, value in bind.items():
-        if type(value) not in _SCALARS:
-            return None
-        out.append((name, type(value), value))
-    return tuple(out)
 
 
 def _form_head(

@@ -33,6 +33,7 @@ from jinja2.runtime import new_context
 from markupsafe import Markup, escape
 
 from . import forms, security, signals
+from .signing import freeze_scalars, remember
 
 TagsSpec = Iterable[str] | Callable[..., Iterable[str]] | None
 CacheScope = Literal["user", "global"]
@@ -79,7 +80,7 @@ class Fragment:
     _sync: bool = field(init=False, repr=False, compare=False)
     _authorize_params: tuple[str, ...] = field(init=False, repr=False, compare=False)
     #: (parameters, tags, oob) -> the region's opening tag and DOM id, for rows rendered again
-    #: and again (bounded: cleared when full).
+    #: and again (bounded, oldest out first).
     _heads: dict[tuple[Any, ...], tuple[str, str]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -226,7 +227,7 @@ class Fragment:
         inner = (
             self.render_inner(params) if self.cache is None else cached_inner(self, params, tags)
         )
-        frozen = _frozen(params)
+        frozen = freeze_scalars(params)
         if frozen is None:
             head, dom_id = self._head(params, tags, oob)
         else:
@@ -234,9 +235,7 @@ class Fragment:
             known = self._heads.get(key)
             if known is None:
                 known = self._head(params, tags, oob)
-                if len(self._heads) >= _HEADS_MAX:
-                    self._heads.clear()
-                self._heads[key] = known
+                remember(self._heads, key, known, _HEADS_MAX)
             head, dom_id = known
         html = f"{head}{inner}</{self.element}>"
         if oob and self.element in _TABLE_PARTS:
@@ -394,17 +393,6 @@ def parse_region_token(token: str) -> tuple[str, dict[str, str]]:
 
 
 _HEADS_MAX = 4096
-_SCALARS = (str, int, float, bool, type(None))
-
-
-def _frozen(params: Mapping[str, Any]) -> tuple[Any, ...] | None:
-    """``params`` as a hashable key (types kept: ``1`` is not ``True``), or ``None``."""
-    out = []
-    for name, value in params.items():
-        if type(value) not in _SCALARS:
-            return None
-        out.append((name, type(value), value))
-    return tuple(out)
 
 
 def _plain(params: Mapping[str, Any]) -> dict[str, str]:

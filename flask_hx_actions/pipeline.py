@@ -69,7 +69,7 @@ def gate() -> None:
     own = security.own_origin(req, config["HX_ACTIONS_ORIGIN"])
     security.check_origin(req, own, _trusted(config))  # 2
     _exempt_from_csrfprotect(app, state, req.endpoint or "")
-    read_body(config)
+    read_body(config, req)
     security.check_csrf(req, app, own)  # 3
 
 
@@ -97,9 +97,8 @@ def buffer_chunked_body(limit: int) -> None:
     environ["wsgi.input"] = io.BytesIO(data)  # still "terminated": it ends where the body ended
 
 
-def read_body(config: Mapping[str, Any]) -> None:
+def read_body(config: Mapping[str, Any], req: Request) -> None:
     """Parse the form now, inside the limits, so a too-large body is a 413 from the library."""
-    req = request._get_current_object()  # type: ignore[attr-defined]
     if _read_urlencoded(req):
         urlencoded = True
     else:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping
 from typing import Any
 
 from itsdangerous import (
@@ -133,7 +133,7 @@ class Serializer(URLSafeTimedSerializer):
         token = self._signer.sign_at(self.dump_payload(obj), now).decode("utf-8")
         frozen = _freeze(obj)
         if frozen is not None:
-            _remember(_VERIFIED, (self, token), (frozen, now))
+            remember(_VERIFIED, (self, token), (frozen, now))
         return token
 
     def dumps_recent(self, obj: Any) -> str:
@@ -147,8 +147,8 @@ class Serializer(URLSafeTimedSerializer):
         if found is not None and 0 <= now - found[1] < REUSE_SECONDS:
             return found[0]
         token = self._signer.sign_at(self.dump_payload(obj), now).decode("utf-8")
-        _remember(_VERIFIED, (self, token), (frozen, now))
-        _remember(_SIGNED, key, (token, now))
+        remember(_VERIFIED, (self, token), (frozen, now))
+        remember(_SIGNED, key, (token, now))
         return token
 
     def dump_payload(self, obj: Any) -> bytes:
@@ -172,7 +172,7 @@ class Serializer(URLSafeTimedSerializer):
             value, signed = super().loads(s, max_age, return_timestamp=True)
             frozen = _freeze(value)
             if frozen is not None:
-                _remember(_VERIFIED, key, (frozen, int(signed.timestamp())))
+                remember(_VERIFIED, key, (frozen, int(signed.timestamp())))
             return value
         frozen, stamp = known
         if max_age is not None:
@@ -226,7 +226,7 @@ class SessionSerializer(URLSafeTimedSerializer):
         if known is None:
             payload, signed = self._signer.unsign(s, max_age=max_age, return_timestamp=True)
             value = self.load_payload(payload)  # a payload that does not load is not remembered
-            _remember(_VERIFIED_PAYLOADS, key, (payload, int(signed.timestamp())))
+            remember(_VERIFIED_PAYLOADS, key, (payload, int(signed.timestamp())))
             return value
         payload, stamp = known
         if max_age is not None:
@@ -248,18 +248,26 @@ def _check_age(signer: TimestampSigner, stamp: int, max_age: int) -> None:
         )
 
 
+def freeze_scalars(values: Mapping[str, Any] | None) -> tuple[Any, ...] | None:
+    """A hashable copy of a mapping of JSON scalars, ``((name, type, value), ...)`` (types kept:
+    ``1`` is not ``True``), for use as a memo key; ``None`` when a value is anything else."""
+    if not values:
+        return ()
+    items = []
+    for name, item in values.items():
+        if type(item) not in _SCALARS:
+            return None
+        items.append((name, type(item), item))
+    return tuple(items)
+
+
 def _freeze(value: Any) -> Hashable | None:
-    """A hashable copy of a string, or of a dict of JSON scalars (types kept: ``1`` is not
-    ``True``); ``None`` for anything else, which is then not remembered."""
+    """A hashable copy of a string, or of a dict of JSON scalars; ``None`` for anything else,
+    which is then not remembered."""
     if type(value) is str:
         return value
     if type(value) is dict:
-        items = []
-        for name, item in value.items():
-            if type(item) not in _SCALARS:
-                return None
-            items.append((name, type(item), item))
-        return tuple(items)
+        return freeze_scalars(value)
     return None
 
 
@@ -269,8 +277,11 @@ def _thaw(frozen: Any) -> Any:
     return {name: item for name, _, item in frozen}
 
 
-def _remember(memo: dict[Any, Any], key: Any, value: Any) -> None:
-    while len(memo) >= _MEMO_MAX:
+def remember(memo: dict[Any, Any], key: Any, value: Any, limit: int | None = None) -> None:
+    """``memo[key] = value`` in a memo bounded to ``limit`` entries (default ``_MEMO_MAX``),
+    dropping the oldest first."""
+    limit = _MEMO_MAX if limit is None else limit
+    while len(memo) >= limit:
         try:
             del memo[next(iter(memo))]
         except (KeyError, RuntimeError, StopIteration):  # another thread got there first
