@@ -19,7 +19,9 @@ from collections.abc import Iterable
 from typing import Any, Protocol
 
 from flask import g, has_request_context
-from flask.globals import _cv_app, _cv_request
+from flask.globals import _cv_request
+
+from .context import flags
 
 
 class TagVersions(Protocol):
@@ -128,10 +130,9 @@ class RedisTagVersions:
             g.pop("_hx_tag_snapshot", None)
 
     def _snapshot(self) -> dict[str, int] | None:
-        app_ctx = _cv_app.get(None)
-        if app_ctx is None or _cv_request.get(None) is None:
+        if _cv_request.get(None) is None:
             return None
-        snapshot: dict[str, int] | None = app_ctx.g.__dict__.get("_hx_tag_snapshot")
+        snapshot: dict[str, int] | None = flags().get("_hx_tag_snapshot")
         if snapshot is not None:
             return snapshot
         now = time.monotonic()

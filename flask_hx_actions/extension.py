@@ -11,11 +11,11 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from flask import Blueprint, Flask, current_app, g
-from flask.globals import _cv_app
+from flask import Blueprint, Flask, current_app
 
 from . import cli, forms, pipeline, sessions
 from .cache import make_stores
+from .context import flags
 from .errors import ActionRefused
 from .fragments import Fragment
 from .responses import fragment_endpoint
@@ -108,15 +108,14 @@ class HxState:
 
     def identity(self) -> Any:
         """The signed-in user's id (``None`` when anonymous), loaded once per request."""
-        ctx = _cv_app.get(None)
-        flags = (ctx.g if ctx is not None else g._get_current_object()).__dict__
+        values = flags()
         try:
-            return flags["_hx_identity"]
+            return values["_hx_identity"]
         except KeyError:
             pass
         loader = self.extension._identity_loader
         value = loader() if loader is not None else _flask_login_identity()
-        flags["_hx_identity"] = value
+        values["_hx_identity"] = value
         return value
 
 

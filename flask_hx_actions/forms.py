@@ -15,12 +15,13 @@ import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from flask import current_app, g, request, url_for
+from flask import current_app, request, url_for
 from flask.globals import _cv_app, _cv_request
 from flask_wtf.csrf import generate_csrf
 from markupsafe import Markup, escape
 
 from . import oldinput, security
+from .context import flags
 from .signing import freeze_scalars, remember
 
 if TYPE_CHECKING:
@@ -193,23 +194,24 @@ def fill_placeholders(html: str) -> str:
 
 def _csrf_value(app: Any) -> str:
     """This request's CSRF token, escaped (empty with CSRF off), computed once per request."""
-    flags = g._get_current_object().__dict__
-    value: str | None = flags.get("_hx_csrf_value")
+    values = flags()
+    value: str | None = values.get("_hx_csrf_value")
     if value is None:
         enabled = app.config.get("WTF_CSRF_ENABLED", True)
-        value = flags["_hx_csrf_value"] = str(escape(generate_csrf())) if enabled else ""
+        value = values["_hx_csrf_value"] = str(escape(generate_csrf())) if enabled else ""
     return value
 
 
 def _csrf_input(app: Any) -> str:
     """The CSRF hidden input, built once per request (Flask-WTF's token is per request too)."""
-    try:
-        return g._hx_csrf_input  # type: ignore[no-any-return]
-    except AttributeError:
-        pass
-    field_name = app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token")
-    html = f'<input type="hidden" name="{escape(field_name)}" value="{escape(generate_csrf())}">'
-    g._hx_csrf_input = html
+    values = flags()
+    html: str | None = values.get("_hx_csrf_input")
+    if html is None:
+        field_name = app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token")
+        html = (
+            f'<input type="hidden" name="{escape(field_name)}" value="{escape(generate_csrf())}">'
+        )
+        values["_hx_csrf_input"] = html
     return html
 
 
@@ -230,15 +232,12 @@ def hidden_inputs(
         app = current_app._get_current_object()  # type: ignore[attr-defined]
     if state is None:
         state = _hx_state()
-    gobj = g._get_current_object()
-    # Flags of this request, read from g's __dict__: a missing attribute on g costs an
-    # exception, and this runs once per rendered form.
-    flags = gobj.__dict__
-    placeholders = flags.get("_hx_placeholders")
-    flags["_hx_form_rendered"] = True
-    if not flags.get("_hx_sid_ready"):
+    request_flags = flags()
+    placeholders = request_flags.get("_hx_placeholders")
+    request_flags["_hx_form_rendered"] = True
+    if not request_flags.get("_hx_sid_ready"):
         security.session_id()
-        flags["_hx_sid_ready"] = True
+        request_flags["_hx_sid_ready"] = True
     parts = []
     config = app.config
     if config.get("WTF_CSRF_ENABLED", True):
@@ -246,10 +245,10 @@ def hidden_inputs(
             field_name = config.get("WTF_CSRF_FIELD_NAME", "csrf_token")
             mark = _marks(app).csrf
             parts.append(f'<input type="hidden" name="{escape(field_name)}" value="{mark}">')
-        elif not flags.get("_hx_csrf_by_header"):
+        elif not request_flags.get("_hx_csrf_by_header"):
             # An htmx answer to a page that sends the token as a header (hx-actions.js, from
             # the meta tag) re-renders its forms without the token input: the page has it.
-            csrf_input = flags.get("_hx_csrf_input")
+            csrf_input = request_flags.get("_hx_csrf_input")
             parts.append(csrf_input if csrf_input is not None else _csrf_input(app))
     key = _marks(app).key if placeholders else secrets.token_urlsafe(16)
     parts.append(f'<input type="hidden" name="_hx_key" value="{key}">')
@@ -371,10 +370,7 @@ def action_form(
 
     body = ""
     if caller is not None:
-        gobj = g._get_current_object()
-        stack: list[_FormContext] | None = getattr(gobj, "_hx_forms", None)
-        if stack is None:
-            stack = gobj._hx_forms = []
+        stack: list[_FormContext] = flags().setdefault("_hx_forms", [])
         stack.append(_FormContext(action, form_id, form_state))
         try:
             body = str(caller())
@@ -458,7 +454,7 @@ def render_attrs(attrs: Mapping[str, Any]) -> str:
 
 
 def _current_form(helper: str) -> _FormContext:
-    stack: list[_FormContext] = g.get("_hx_forms") or []
+    stack: list[_FormContext] = flags().get("_hx_forms") or []
     if not stack:
         raise RuntimeError(f"{helper}() must be used inside {{% call action_form(...) %}}.")
     return stack[-1]

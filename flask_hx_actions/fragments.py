@@ -33,6 +33,7 @@ from jinja2.runtime import new_context
 from markupsafe import Markup, escape
 
 from . import forms, security, signals
+from .context import flags
 from .signing import freeze_scalars, remember
 
 TagsSpec = Iterable[str] | Callable[..., Iterable[str]] | None
@@ -281,15 +282,15 @@ def _base_context(app: Any) -> dict[str, Any]:
     """What every template of this request starts from: the environment's globals, then what
     Flask adds (``g``, ``request``, ``session``, ``config``, the app's and blueprints' context
     processors), computed once per request (see the module docstring)."""
-    try:
-        return g._hx_template_context  # type: ignore[no-any-return]
-    except AttributeError:
-        pass
+    values = flags()
+    base: dict[str, Any] | None = values.get("_hx_template_context")
+    if base is not None:
+        return base
     flask_context: dict[str, Any] = {}
     app.update_template_context(flask_context)
     base = dict(app.jinja_env.globals)
     base.update(flask_context)
-    g._hx_template_context = base
+    values["_hx_template_context"] = base
     return base
 
 
@@ -363,7 +364,7 @@ def cached_inner(
     state = app.extensions["hx_actions"]
     tags = fragment.tags(params) if tags is None else tags
     key = cache_key(fragment, params, tags)
-    bumped = (app_ctx.g if app_ctx is not None else g).__dict__.get("_hx_bumped_tags")
+    bumped = flags().get("_hx_bumped_tags")
     html = None if bumped and not bumped.isdisjoint(tags) else state.fragment_cache.get(key)
     if html is None:
         previous, previous_form = g.get("_hx_placeholders"), g.get("_hx_form_rendered", False)

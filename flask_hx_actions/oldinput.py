@@ -15,8 +15,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from flask import Flask, g, session
+from flask import Flask, session
 from werkzeug.datastructures import MultiDict
+
+from .context import flags
 
 _KEY = "_hx_old"
 _MESSAGE_MAX = 300
@@ -91,12 +93,11 @@ def stash(
 
 def take() -> dict[str, Any] | None:
     """The stash, read once per request and removed from the session on first read."""
-    try:
-        return g._hx_old  # type: ignore[no-any-return]
-    except AttributeError:
-        pass
+    values = flags()
+    if "_hx_old" in values:
+        return values["_hx_old"]  # type: ignore[no-any-return]
     entry = session.pop(_KEY, None) if _KEY in session else None
-    g._hx_old = entry
+    values["_hx_old"] = entry
     return entry
 
 

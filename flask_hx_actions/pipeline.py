@@ -24,6 +24,7 @@ from flask import Flask, Request, Response, current_app, g, has_app_context, req
 from werkzeug.exceptions import ClientDisconnected, NotFound, RequestEntityTooLarge
 
 from . import idempotency, oldinput, responses, security, signals
+from .context import flags
 from .errors import (
     ActionRefused,
     BoundArgumentsInvalid,
@@ -470,22 +471,21 @@ def handle_exception(app: Flask, action: Action, error: BaseException) -> Respon
 
 def request_id() -> str:
     """This request's id: the incoming ``X-Request-ID`` when the app trusts it, else a new one."""
-    try:
-        return g._hx_request_id  # type: ignore[no-any-return]
-    except AttributeError:
-        pass
-    rid = None
+    values = flags()
+    rid: str | None = values.get("_hx_request_id")
+    if rid is not None:
+        return rid
     if current_app.config["HX_ACTIONS_TRUST_REQUEST_ID"]:
         incoming = request.headers.get("X-Request-ID", "")
         if _REQUEST_ID.match(incoming):
             rid = incoming
-    g._hx_request_id = rid = rid or secrets.token_hex(8)
+    values["_hx_request_id"] = rid = rid or secrets.token_hex(8)
     return rid
 
 
 def finish_response(response: Response) -> Response:
     """Headers of every answer to an action request, whatever produced it."""
-    if g.__dict__.get("_hx_action") is None:  # g.__dict__: no exception for a missing name
+    if flags().get("_hx_action") is None:
         return response
     headers = response.headers
     if "Vary" in headers:
