@@ -6,8 +6,8 @@ are tied to the session), and Flask's ``SecureCookieSessionInterface`` builds a 
 payload serializer's type, and every cookie then derives its key and keys a new HMAC. That was
 about a tenth of an htmx action's time in the benchmark. :class:`CookieSessionInterface` is
 Flask's class with one serializer per key list, kept and reused
-(:class:`~flask_hx_actions.signing.SessionSerializer`: a reused signer and a bounded memo of
-verified cookies whose age is still checked on every request).
+(:class:`~flask_hx_actions.signing.Serializer`: a reused signer and a bounded memo of verified
+cookies whose age is still checked on every request).
 
 ``HxActions`` installs it only where the app still has Flask's own default interface
 (``HX_ACTIONS_FAST_SESSION``, on by default); an app with its own session interface (a
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from flask.sessions import SecureCookieSessionInterface
 
-from .signing import SessionSerializer
+from .signing import Serializer
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -33,9 +33,9 @@ class CookieSessionInterface(SecureCookieSessionInterface):
     """``SecureCookieSessionInterface`` with its signing serializer kept per key list."""
 
     def __init__(self) -> None:
-        self._serializers: dict[tuple[Any, ...], SessionSerializer] = {}
+        self._serializers: dict[tuple[Any, ...], Serializer] = {}
 
-    def get_signing_serializer(self, app: Flask) -> SessionSerializer | None:
+    def get_signing_serializer(self, app: Flask) -> Serializer | None:
         if not app.secret_key:
             return None
         keys = (*(app.config["SECRET_KEY_FALLBACKS"] or ()), app.secret_key)  # newest last
@@ -43,7 +43,7 @@ class CookieSessionInterface(SecureCookieSessionInterface):
         if found is None:
             if len(self._serializers) >= _MAX_SERIALIZERS:
                 self._serializers.clear()
-            found = self._serializers[keys] = SessionSerializer(
+            found = self._serializers[keys] = Serializer(
                 list(keys),
                 salt=self.salt,
                 serializer=self.serializer,

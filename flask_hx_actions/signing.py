@@ -1,22 +1,23 @@
-"""itsdangerous signing for bound arguments and the CSRF check, made cheap enough to run once per
-rendered row.
+"""itsdangerous signing for bound arguments, the CSRF check and the session cookie, made cheap
+enough to run once per rendered row and several times per request.
 
-The tokens are exactly ``URLSafeTimedSerializer``'s (JSON, URL-safe base64, timestamp, SHA1 HMAC
-with django-concat key derivation, oldest-to-newest key list); a test compares them byte for
-byte. Written here rather than used as is because a page signs one token per row, and
-itsdangerous builds a signer, derives its key and keys a new HMAC for every token. What this
-module adds:
+The tokens are exactly ``URLSafeTimedSerializer``'s (URL-safe base64 payload, timestamp, HMAC,
+oldest-to-newest key list; JSON, SHA1 and django-concat key derivation unless told otherwise,
+as Flask's sessions do); tests compare them byte for byte. Written here rather than used as is
+because a page signs one token per row, and itsdangerous builds a signer, derives its key and
+keys a new HMAC for every token. What this module adds:
 
 - one signer per serializer, each derived key computed once, and the keyed HMAC state copied per
   signature (:class:`KeyedHMAC`, :class:`ReusingSigner`);
 - a memo of verified tokens (:data:`_VERIFIED`): a token this process signed or verified before
-  is not verified again; its age is still checked against ``max_age`` on every use, and a token
-  is only ever remembered under the serializer (keys, salt) that signed or verified it;
+  is not verified again; its age is still checked against ``max_age`` on every use, its payload
+  is decoded afresh each time (values may be mutable), and a token is only ever remembered under
+  the serializer (keys, salt) that signed or verified it;
 - :meth:`Serializer.dumps_recent`: the token signed for the same value in the last
   :data:`REUSE_SECONDS` seconds, instead of a new signature (a re-rendered row keeps its token;
   it then expires at most that many seconds earlier than a fresh one would).
 
-Both memos are bounded (oldest out first) and hold only values made of JSON scalars.
+Both memos are bounded (oldest out first); reuse is only for values made of JSON scalars.
 """
 
 from __future__ import annotations
@@ -42,10 +43,9 @@ _COMPRESS_FROM = 128
 _MEMO_MAX = 8192
 _SCALARS = (str, int, float, bool, type(None))
 
-#: (serializer, token) -> (value, timestamp) of tokens known to carry a valid signature.
-_VERIFIED: dict[tuple[Any, str | bytes], tuple[Any, int]] = {}
-#: (session serializer, cookie) -> (signed payload, timestamp) of verified session cookies.
-_VERIFIED_PAYLOADS: dict[tuple[Any, str | bytes], tuple[bytes, int]] = {}
+#: (serializer, token) -> (signed payload, timestamp, the value when it is made of JSON scalars)
+#: of tokens known to carry a valid signature.
+_VERIFIED: dict[tuple[Any, str | bytes], tuple[bytes, int, Hashable | None]] = {}
 #: (serializer, frozen value) -> (token, timestamp) of recently signed tokens.
 _SIGNED: dict[tuple[Any, Hashable], tuple[str, int]] = {}
 
@@ -115,11 +115,31 @@ class ReusingSigner(TimestampSigner):
 
 class Serializer(URLSafeTimedSerializer):
     """``URLSafeTimedSerializer``'s tokens, with one reused signer, no zlib attempt on tiny
-    payloads (``loads`` still reads compressed tokens) and the memos of the module docstring."""
+    payloads (``loads`` still reads compressed tokens) and the memos of the module docstring.
+    ``serializer``, ``key_derivation`` and ``digest_method`` as in itsdangerous (Flask's sessions
+    pass their own)."""
 
-    def __init__(self, secret_keys: list[Any], salt: str) -> None:
-        super().__init__(secret_keys, salt=salt)
-        self._signer = ReusingSigner(self.secret_keys, want_bytes(salt))
+    def __init__(
+        self,
+        secret_keys: list[Any],
+        salt: str,
+        *,
+        serializer: Any = None,
+        key_derivation: str | None = None,
+        digest_method: Any = hashlib.sha1,
+    ) -> None:
+        super().__init__(
+            secret_keys,
+            salt=salt,
+            serializer=serializer,
+            signer_kwargs={"key_derivation": key_derivation, "digest_method": digest_method},
+        )
+        self._signer = ReusingSigner(
+            self.secret_keys,
+            want_bytes(salt),
+            key_derivation=key_derivation,
+            digest_method=digest_method,
+        )
 
     def make_signer(self, salt: str | bytes | None = None) -> Signer:
         if salt is None or want_bytes(salt) == self.salt:
@@ -129,12 +149,7 @@ class Serializer(URLSafeTimedSerializer):
     def dumps(self, obj: Any, salt: str | bytes | None = None) -> str:
         if salt is not None:
             return super().dumps(obj, salt)
-        now = self._signer.get_timestamp()
-        token = self._signer.sign_at(self.dump_payload(obj), now).decode("utf-8")
-        frozen = _freeze(obj)
-        if frozen is not None:
-            remember(_VERIFIED, (self, token), (frozen, now))
-        return token
+        return self._sign(obj, _freeze(obj), self._signer.get_timestamp())
 
     def dumps_recent(self, obj: Any) -> str:
         """A token for ``obj``: the one signed in the last :data:`REUSE_SECONDS`, or a new one."""
@@ -146,9 +161,14 @@ class Serializer(URLSafeTimedSerializer):
         found = _SIGNED.get(key)
         if found is not None and 0 <= now - found[1] < REUSE_SECONDS:
             return found[0]
-        token = self._signer.sign_at(self.dump_payload(obj), now).decode("utf-8")
-        remember(_VERIFIED, (self, token), (frozen, now))
+        token = self._sign(obj, frozen, now)
         remember(_SIGNED, key, (token, now))
+        return token
+
+    def _sign(self, obj: Any, frozen: Hashable | None, now: int) -> str:
+        payload = self.dump_payload(obj)
+        token = self._signer.sign_at(payload, now).decode("utf-8")
+        remember(_VERIFIED, (self, token), (payload, now, frozen))
         return token
 
     def dump_payload(self, obj: Any) -> bytes:
@@ -169,69 +189,15 @@ class Serializer(URLSafeTimedSerializer):
         key = (self, s)
         known = _VERIFIED.get(key)
         if known is None:
-            value, signed = super().loads(s, max_age, return_timestamp=True)
-            frozen = _freeze(value)
-            if frozen is not None:
-                remember(_VERIFIED, key, (frozen, int(signed.timestamp())))
-            return value
-        frozen, stamp = known
-        if max_age is not None:
-            _check_age(self._signer, stamp, max_age)
-        return _thaw(frozen)
-
-
-class SessionSerializer(URLSafeTimedSerializer):
-    """The serializer Flask's cookie sessions build per request, built once: the same cookies
-    (salt, key derivation, digest and payload serializer are Flask's), one reused signer, and
-    a memo of verified cookies. A remembered cookie keeps its signed payload, which is decoded
-    afresh each time (session values may be mutable), and its age is checked every time."""
-
-    def __init__(
-        self,
-        secret_keys: list[Any],
-        salt: str,
-        serializer: Any,
-        key_derivation: str,
-        digest_method: Any,
-    ) -> None:
-        super().__init__(
-            secret_keys,
-            salt=salt,
-            serializer=serializer,
-            signer_kwargs={"key_derivation": key_derivation, "digest_method": digest_method},
-        )
-        self._signer = ReusingSigner(
-            self.secret_keys,
-            want_bytes(salt),
-            key_derivation=key_derivation,
-            digest_method=digest_method,
-        )
-
-    def make_signer(self, salt: str | bytes | None = None) -> Signer:
-        if salt is None or want_bytes(salt) == self.salt:
-            return self._signer
-        return super().make_signer(salt)
-
-    def loads(  # type: ignore[override]
-        self,
-        s: str | bytes,
-        max_age: int | None = None,
-        return_timestamp: bool = False,
-        salt: str | bytes | None = None,
-    ) -> Any:
-        if return_timestamp or salt is not None:
-            return super().loads(s, max_age, return_timestamp, salt)
-        key = (self, s)
-        known = _VERIFIED_PAYLOADS.get(key)
-        if known is None:
             payload, signed = self._signer.unsign(s, max_age=max_age, return_timestamp=True)
             value = self.load_payload(payload)  # a payload that does not load is not remembered
-            remember(_VERIFIED_PAYLOADS, key, (payload, int(signed.timestamp())))
+            remember(_VERIFIED, key, (payload, int(signed.timestamp()), _freeze(value)))
             return value
-        payload, stamp = known
+        payload, stamp, frozen = known
         if max_age is not None:
             _check_age(self._signer, stamp, max_age)
-        return self.load_payload(payload)
+        # Scalars come back from their frozen copy; anything else is decoded afresh.
+        return self.load_payload(payload) if frozen is None else _thaw(frozen)
 
 
 def _check_age(signer: TimestampSigner, stamp: int, max_age: int) -> None:
@@ -262,8 +228,8 @@ def freeze_scalars(values: Mapping[str, Any] | None) -> tuple[Any, ...] | None:
 
 
 def _freeze(value: Any) -> Hashable | None:
-    """A hashable copy of a string, or of a dict of JSON scalars; ``None`` for anything else,
-    which is then not remembered."""
+    """A hashable copy of a string, or of a dict of JSON scalars; ``None`` for anything else
+    (signed anew each time, decoded afresh from its payload)."""
     if type(value) is str:
         return value
     if type(value) is dict:
@@ -272,6 +238,7 @@ def _freeze(value: Any) -> Hashable | None:
 
 
 def _thaw(frozen: Any) -> Any:
+    """The value :func:`_freeze` made ``frozen`` from, as a new object."""
     if type(frozen) is str:
         return frozen
     return {name: item for name, _, item in frozen}

@@ -19,9 +19,9 @@ NOW = 1_800_000_000
 
 @pytest.fixture(autouse=True)
 def fresh_memo() -> Iterator[None]:
-    signing._VERIFIED_PAYLOADS.clear()
+    signing._VERIFIED.clear()
     yield
-    signing._VERIFIED_PAYLOADS.clear()
+    signing._VERIFIED.clear()
 
 
 def make_app(**config: object) -> Flask:
@@ -91,7 +91,7 @@ def test_a_remembered_cookie_still_expires_and_is_decoded_afresh() -> None:
         client = app.test_client()
         client.set_cookie("session", cookie)
         assert "('n', 1)" in client.get("/get").text
-        assert len(signing._VERIFIED_PAYLOADS) == 1
+        assert len(signing._VERIFIED) == 1
         # a request that changes its copy of the session does not change the remembered one
         assert cookie_of(app, "/set", cookie) != cookie
         assert "('n', 1)" in client.get("/get").text

@@ -1,5 +1,6 @@
 """The signing shortcuts of :mod:`flask_hx_actions.signing`: remembered verifications still expire,
-never carry over to another key, salt or token, and reused tokens stay within their window."""
+never carry over to another key, salt or token, give fresh copies, and reused tokens stay within
+their window."""
 
 from __future__ import annotations
 
@@ -75,16 +76,18 @@ def test_returned_values_are_copies() -> None:
     assert ours.loads(token, max_age=60) == {"id": 7}
 
 
-def test_only_json_scalars_are_remembered_and_types_are_kept() -> None:
+def test_nested_values_come_back_as_fresh_copies_and_types_are_kept() -> None:
     ours = Serializer(["k"], salt="a")
     nested = ours.dumps({"ids": [1, 2]})
-    assert (ours, nested) not in signing._VERIFIED
+    assert (ours, nested) in signing._VERIFIED
+    ours.loads(nested, max_age=60)["ids"].append(3)
     assert ours.loads(nested, max_age=60) == {"ids": [1, 2]}
     one, true = ours.dumps_recent({"v": 1}), ours.dumps_recent({"v": True})
     assert one != true
     assert ours.loads(one, max_age=60) == {"v": 1}
     assert ours.loads(true, max_age=60) == {"v": True}
     assert type(ours.loads(true, max_age=60)["v"]) is bool
+    assert ours.dumps_recent({"ids": [1]}) != ours.dumps_recent({"ids": [2]})
 
 
 def test_recent_tokens_are_reused_within_the_window_only() -> None:
