@@ -62,6 +62,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
@@ -1136,14 +1137,17 @@ def paired_us(a: dict[str, Any], b: dict[str, Any]) -> float:
     return diffs[n // 2] if n % 2 else (diffs[n // 2 - 1] + diffs[n // 2]) / 2
 
 
-def variant_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each variant's point against the plain library's same point."""
+def rows_against(
+    rows: list[dict[str, Any]], systems: Callable[[str], bool], reference: str
+) -> list[dict[str, Any]]:
+    """Each point of the ``systems`` against the same point of the ``reference`` system: paired
+    ratios, µs/request difference, and both µs/request figures."""
     out = []
     for row in rows:
-        if row["system"] not in VARIANT_NAMES.values():
+        if not systems(row["system"]):
             continue
-        lib = _find(rows, "library", row["endpoint"], row["variant"], row["concurrency"])
-        if lib is None:
+        ref = _find(rows, reference, row["endpoint"], row["variant"], row["concurrency"])
+        if ref is None:
             continue
         out.append(
             {
@@ -1151,38 +1155,25 @@ def variant_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "endpoint": row["endpoint"],
                 "variant": row["variant"],
                 "concurrency": row["concurrency"],
-                "rps": paired(row, lib, "rps"),
-                "p50_ms": paired(row, lib, "p50_ms"),
-                "us_per_request": paired_us(row, lib),
-                "library_us": 1e6 / lib["rps"],
-                "variant_us": 1e6 / row["rps"],
+                "rps": paired(row, ref, "rps"),
+                "p50_ms": paired(row, ref, "p50_ms"),
+                "us_per_request": paired_us(row, ref),
+                "reference_us": 1e6 / ref["rps"],
+                "system_us": 1e6 / row["rps"],
             }
         )
     return out
+
+
+def variant_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each variant's point against the plain library's same point."""
+    return rows_against(rows, lambda name: name in VARIANT_NAMES.values(), "library")
 
 
 def checked_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Each library system's point (the plain library and its variants) against the same point
     of baseline+checks."""
-    out = []
-    for row in rows:
-        if not row["system"].startswith("library"):
-            continue
-        checked = _find(rows, CHECKED, row["endpoint"], row["variant"], row["concurrency"])
-        if checked is None:
-            continue
-        out.append(
-            {
-                "system": row["system"],
-                "endpoint": row["endpoint"],
-                "variant": row["variant"],
-                "concurrency": row["concurrency"],
-                "rps": paired(row, checked, "rps"),
-                "p50_ms": paired(row, checked, "p50_ms"),
-                "us_per_request": paired_us(row, checked),
-            }
-        )
-    return out
+    return rows_against(rows, lambda name: name.startswith("library"), CHECKED)
 
 
 def ratio_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -1263,8 +1254,8 @@ def target_lines(rows: list[dict[str, Any]]) -> list[str]:
         if r["system"] == "library+idem" and r["concurrency"] == 1:
             lines.append(
                 f"idempotency cost per action, toggle {r['variant']}, c=1: "
-                f"{r['us_per_request']:+,.0f} µs/request ({r['library_us']:,.0f} µs without the "
-                f"store, {r['variant_us']:,.0f} µs with it; {r['rps']:.2f}x the library's req/s)"
+                f"{r['us_per_request']:+,.0f} µs/request ({r['reference_us']:,.0f} µs without the "
+                f"store, {r['system_us']:,.0f} µs with it; {r['rps']:.2f}x the library's req/s)"
             )
     return lines
 

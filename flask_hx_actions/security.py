@@ -21,7 +21,7 @@ from itsdangerous import BadData, BadSignature, SignatureExpired
 from wtforms.validators import ValidationError
 
 from .errors import BoundArgumentsInvalid, CSRFRefused, OriginRefused
-from .signing import Serializer
+from .signing import Serializer, remember
 
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
 _SESSION_ID_KEY = "_hx_sid"
@@ -197,12 +197,7 @@ def _serializer(app: Flask, endpoint: str, binding: str) -> Serializer:
     if found is None:
         keys: list[Any] = [*fallbacks, app.secret_key]
         found = Serializer(keys, salt=f"hx-actions.bound|{endpoint}|{binding}")
-        while len(_SERIALIZERS) >= _SERIALIZERS_MAX:
-            try:
-                del _SERIALIZERS[next(iter(_SERIALIZERS))]
-            except (KeyError, RuntimeError, StopIteration):  # another thread got there first
-                break
-        _SERIALIZERS[key] = found
+        remember(_SERIALIZERS, key, found, _SERIALIZERS_MAX)
     return found
 
 
