@@ -222,6 +222,7 @@ def hidden_inputs(
     *,
     app: Any = None,
     state: HxState | None = None,
+    frozen: tuple[Any, ...] | None = None,
 ) -> str:
     """The hidden inputs every action form carries: CSRF token, idempotency key, bound args.
 
@@ -254,7 +255,7 @@ def hidden_inputs(
     parts.append(f'<input type="hidden" name="_hx_key" value="{key}">')
     if bind:
         binding = security.session_binding(state.identity())
-        token = security.sign_bound(app, action.endpoint, bind, binding)
+        token = security.sign_bound(app, action.endpoint, bind, binding, frozen)
         # itsdangerous' URL-safe tokens hold only [A-Za-z0-9_.-]: nothing to escape.
         parts.append(f'<input type="hidden" name="_hx_bound" value="{token}">')
     if next_url is not None:
@@ -362,7 +363,7 @@ def action_form(
     else:
         known = _form_head(plan, endpoint, bind, target, swap, id, tags, attrs)
     form_id, opening, empty_summary = known
-    head = [opening, hidden_inputs(action, bind, next, app=app, state=state)]
+    head = [opening, hidden_inputs(action, bind, next, app=app, state=state, frozen=frozen)]
     if form_state is oldinput.EMPTY_STATE and not id:
         head.append(empty_summary)
     else:

@@ -166,8 +166,9 @@ class Fragment:
         return self.static_tags | found if self.static_tags else found
 
     def check_params(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """``params`` checked against the signature, as a dict (``params`` itself if it is one)."""
         if params.keys() == self.param_set:  # every parameter given, none unknown
-            return dict(params)
+            return params if type(params) is dict else dict(params)
         unknown = set(params) - set(self.params)
         missing = self.required - set(params)
         if unknown or missing:
@@ -299,7 +300,7 @@ def _render(app: Any, name: str, context: Mapping[str, Any]) -> str:
     context is built the way Jinja builds an ``{% include %}``'s (one shared dict holding the
     globals), which skips re-merging the globals for every row."""
     env = app.jinja_env
-    template = env.get_or_select_template(name)
+    template = _template(env, name)
     if env.is_async or not _plain_globals(template, env):  # template globals: the ordinary way
         full = dict(_base_context(app))
         full.update(context)
@@ -315,6 +316,27 @@ def _render(app: Any, name: str, context: Mapping[str, Any]) -> str:
     except Exception:
         env.handle_exception()
         raise  # pragma: no cover - handle_exception always raises
+
+
+#: Templates a fragment renders, per environment, while templates are not auto-reloaded.
+_TEMPLATES_MAX = 1024
+
+
+def _template(env: Any, name: str) -> Any:
+    """``env.get_or_select_template(name)``, remembered on the environment while it does not
+    auto-reload templates: Jinja's own cache takes a lock and reorders its LRU list on every
+    lookup, once per row of a list."""
+    if env.auto_reload:
+        return env.get_or_select_template(name)
+    memo: dict[str, tuple[Any, Any]] | None = env.__dict__.get("_hx_templates")
+    if memo is None:
+        memo = env.__dict__.setdefault("_hx_templates", {})
+    known = memo.get(name)
+    if known is not None and known[0] is env.loader:
+        return known[1]
+    template = env.get_or_select_template(name)
+    remember(memo, name, (env.loader, template), _TEMPLATES_MAX)
+    return template
 
 
 def _plain_globals(template: Any, env: Any) -> bool:

@@ -33,6 +33,7 @@ from .errors import (
     NotAuthenticated,
     NotAuthorized,
 )
+from .headers import add_vary
 from .htmx import request_kind
 from .results import Result, invalid, ok
 from .transactions import transaction
@@ -488,10 +489,7 @@ def finish_response(response: Response) -> Response:
     if flags().get("_hx_action") is None:
         return response
     headers = response.headers
-    if "Vary" in headers:
-        response.vary.add("HX-Request")
-    else:
-        headers["Vary"] = "HX-Request"
+    add_vary(response, "HX-Request")
     headers["Cache-Control"] = "no-store"
     headers["X-Request-ID"] = request_id()
     if request.headers.get("HX-Request") == "true":

@@ -21,6 +21,7 @@ from .fragments import Fragment, FragmentError, cache_key, parse_region_token
 from .htmx import hx_redirect, reswap
 from .results import Result
 from .security import own_origin, safe_target
+from .signing import remember
 
 if TYPE_CHECKING:
     from .actions import Action
@@ -138,6 +139,23 @@ def _candidates(state: HxState) -> list[tuple[Fragment, dict[str, Any]]]:
     header = request.headers.get(REGIONS_HEADER)
     if header is None:
         return [(f, {}) for f in state.fragments.values() if not f.parametrised]
+    if len(header) > _REGION_LISTS_HEADER_MAX:
+        return _parse_regions(state, header)
+    known = state.region_lists.get(header)
+    if known is None:
+        known = tuple((f, tuple(params.items())) for f, params in _parse_regions(state, header))
+        remember(state.region_lists, header, known, _REGION_LISTS_MAX)
+    return [(f, dict(params)) for f, params in known]
+
+
+#: Parsed ``HX-Actions-Regions`` headers, remembered per app (a page sends the same header for
+#: the same form again and again); bounded in count and header length, the header being
+#: untrusted input.
+_REGION_LISTS_MAX = 256
+_REGION_LISTS_HEADER_MAX = 4096
+
+
+def _parse_regions(state: HxState, header: str) -> list[tuple[Fragment, dict[str, Any]]]:
     out: list[tuple[Fragment, dict[str, Any]]] = []
     for token in header.split()[:200]:
         name, raw = parse_region_token(token)

@@ -201,10 +201,18 @@ def _serializer(app: Flask, endpoint: str, binding: str) -> Serializer:
     return found
 
 
-def sign_bound(app: Flask, endpoint: str, values: Mapping[str, Any], binding: str) -> str:
-    """Sign ``values`` for ``endpoint``: readable by the client, not changeable by it."""
+def sign_bound(
+    app: Flask,
+    endpoint: str,
+    values: Mapping[str, Any],
+    binding: str,
+    frozen: tuple[Any, ...] | None = None,
+) -> str:
+    """Sign ``values`` for ``endpoint``: readable by the client, not changeable by it.
+    ``frozen``: ``signing.freeze_scalars(values)`` when the caller has it already."""
+    plain = values if type(values) is dict else dict(values)
     try:
-        return _serializer(app, endpoint, binding).dumps_recent(dict(values))
+        return _serializer(app, endpoint, binding).dumps_recent(plain, frozen)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"bind= values for {endpoint!r} must be JSON-serialisable: {exc}") from None
 

@@ -151,9 +151,11 @@ class Serializer(URLSafeTimedSerializer):
             return super().dumps(obj, salt)
         return self._sign(obj, _freeze(obj), self._signer.get_timestamp())
 
-    def dumps_recent(self, obj: Any) -> str:
-        """A token for ``obj``: the one signed in the last :data:`REUSE_SECONDS`, or a new one."""
-        frozen = _freeze(obj)
+    def dumps_recent(self, obj: Any, frozen: Hashable | None = None) -> str:
+        """A token for ``obj``: the one signed in the last :data:`REUSE_SECONDS`, or a new one.
+        ``frozen``: :func:`freeze_scalars` of ``obj`` (a dict) when the caller has it already."""
+        if frozen is None:
+            frozen = _freeze(obj)
         if frozen is None:
             return self.dumps(obj)
         key = (self, frozen)

@@ -158,6 +158,27 @@ def test_regions_header_with_unknown_or_malformed_tokens_is_ignored(app_calls, r
     assert [r["dom_id"] for r in renders] == ["todo-2"]
 
 
+def test_a_regions_header_is_parsed_once_and_served_the_same_each_time(app_calls, renders):
+    """The parsed HX-Actions-Regions header is remembered per app; each request gets its own
+    parameter dicts, and a header too long to remember is still honoured."""
+    app, _ = app_calls
+    client = app.test_client()
+    state = app.extensions["hx_actions"]
+    header = "nope todo?id=1 todo?id=abc todo?id=3"
+    for _ in range(2):
+        renders.clear()
+        assert client.submit("todos.rename_all", htmx=True, regions=header).status_code == 200
+        assert sorted(r["dom_id"] for r in renders) == ["todo-1", "todo-3"]
+    assert list(state.region_lists) == [header]
+    (first, params), _ = state.region_lists[header]
+    assert first.name == "todo" and params == (("id", 1),)
+    long_header = f"{'unknown' * 8} " * 90 + "todo?id=2"  # over 4096 characters
+    renders.clear()
+    assert client.submit("todos.rename_all", htmx=True, regions=long_header).status_code == 200
+    assert [r["dom_id"] for r in renders] == ["todo-2"]
+    assert long_header not in state.region_lists
+
+
 def test_fragment_endpoint_renders_one_region(app_calls):
     app, _ = app_calls
     response = app.test_client().get("/_hx/fragments/stats")
@@ -500,3 +521,16 @@ def test_a_cached_fragment_whose_tag_the_action_bumped_is_rendered_without_a_loo
     assert len(looked_up) == 1  # "todos" was bumped: the region was rendered, not looked up
     assert "T1!" in client.get("/_hx/fragments/mine?id=1").text  # and cached under its new key
     assert len(looked_up) == 2
+
+
+@pytest.mark.parametrize("auto_reload", [True, False])
+def test_fragment_templates_follow_jinjas_auto_reload(auto_reload):
+    """Fragments remember their templates only while Jinja does not auto-reload them: with
+    TEMPLATES_AUTO_RELOAD an edited template shows on the next render, as with render_template."""
+    app, _ = make_app(TEMPLATES_AUTO_RELOAD=auto_reload)
+    app.jinja_loader = DictLoader(dict(TEMPLATES))
+    client = app.test_client()
+    assert "0 of 3 done" in client.get("/_hx/fragments/stats").text
+    app.jinja_loader.mapping["stats.html"] = "{{ done }}/{{ total }}"
+    expected = "0/3" if auto_reload else "0 of 3 done"
+    assert expected in client.get("/_hx/fragments/stats").text

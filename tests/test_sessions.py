@@ -7,9 +7,12 @@ from collections.abc import Iterator
 from unittest import mock
 
 import pytest
-from flask import Flask, session
+from flask import Flask, Request, request, session
 from flask.sessions import SecureCookieSessionInterface
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from itsdangerous.timed import TimestampSigner
+from werkzeug.test import EnvironBuilder
 
 from flask_hx_actions import HxActions, signing
 from flask_hx_actions.sessions import CookieSessionInterface
@@ -114,3 +117,75 @@ def test_tampered_cookies_and_rotated_keys() -> None:
     assert client.get("/get").text == "[]"  # the old key alone no longer verifies it
     app.config["SECRET_KEY_FALLBACKS"] = ["secret"]
     assert "('n', 1)" in client.get("/get").text
+
+
+def answers_of(app: Flask, scenario: str, cookie: str | None) -> tuple[str | None, list[str]]:
+    """``Vary`` and the ``Set-Cookie`` headers of one request running ``scenario``."""
+    client = app.test_client()
+    if cookie:
+        client.set_cookie("session", cookie)
+    answer = client.get(f"/s/{scenario}")
+    return answer.headers.get("Vary"), answer.headers.getlist("Set-Cookie")
+
+
+def scenario_app(interface: SecureCookieSessionInterface, **config: object) -> Flask:
+    app = make_app(**config)
+    app.session_interface = interface
+
+    @app.get("/s/<scenario>")
+    def scenario(scenario: str) -> tuple[str, int, dict[str, str]]:
+        headers = {"Vary": "Accept-Encoding"} if scenario.endswith("-vary") else {}
+        if scenario.startswith("read"):
+            session.get("n")
+        elif scenario.startswith("write"):
+            session["n"] = 5
+        elif scenario.startswith("clear"):
+            session.clear()
+        elif scenario.startswith("permanent"):
+            session.permanent = True
+        elif scenario.startswith("quoted-vary"):
+            session.get("n")
+            headers = {"Vary": 'Accept-Encoding, "odd value"'}
+        return "ok", 200, headers
+
+    return app
+
+
+@pytest.mark.parametrize(
+    "scenario",
+    ["none", "read", "read-vary", "write", "write-vary", "clear", "permanent", "quoted-vary"],
+)
+@pytest.mark.parametrize("refresh", [True, False])
+def test_save_session_answers_as_flask_does(scenario: str, refresh: bool) -> None:
+    """Every branch of save_session (nothing read, read, written, emptied, made permanent, with
+    and without a Vary header of the view's own) gives Flask's headers, byte for byte."""
+    config = {"SESSION_REFRESH_EACH_REQUEST": refresh}
+    with mock.patch.object(TimestampSigner, "get_timestamp", lambda self: NOW):
+        flask_app = scenario_app(SecureCookieSessionInterface(), **config)
+        ours = scenario_app(CookieSessionInterface(), **config)
+        permanent = cookie_of(scenario_app(SecureCookieSessionInterface()), "/s/permanent")
+        for cookie in (None, cookie_of(flask_app), permanent):
+            assert answers_of(ours, scenario, cookie) == answers_of(flask_app, scenario, cookie)
+
+
+@settings(max_examples=300, deadline=None)
+@given(header=st.text(alphabet=st.characters(max_codepoint=0xFF), max_size=80))
+def test_request_cookies_are_werkzeugs(header: str) -> None:
+    """open_session fills request.cookies itself: the same values Werkzeug's Request.cookies
+    gives, for any Cookie header a WSGI server can pass (latin-1 text)."""
+    app = make_app()
+    app.session_interface = CookieSessionInterface()
+    environ = EnvironBuilder(path="/").get_environ()
+    environ["HTTP_COOKIE"] = header
+    expected = Request(environ).cookies
+    with app.request_context(environ):
+        assert "cookies" in request.__dict__  # filled by open_session, not by Werkzeug
+        assert list(request.cookies.items(multi=True)) == list(expected.items(multi=True))
+        assert type(request.cookies) is type(expected)
+
+
+def test_request_without_a_cookie_header() -> None:
+    app = make_app()
+    app.session_interface = CookieSessionInterface()
+    with app.test_request_context("/"):
+        assert dict(request.cookies) == {} and dict(session) == {}
