@@ -492,7 +492,7 @@ def finish_response(response: Response) -> Response:
     add_vary(response, "HX-Request")
     headers["Cache-Control"] = "no-store"
     headers["X-Request-ID"] = request_id()
-    if request.headers.get("HX-Request") == "true":
+    if request.environ.get("HTTP_HX_REQUEST") == "true":  # the header, without EnvironHeaders
         headers["HX-Actions"] = "1"
     return response
 

@@ -254,10 +254,29 @@ def is_safe_path(target: str) -> bool:
     return not parts.scheme and not parts.netloc
 
 
+#: Answers of :func:`safe_target` for recent (value, own origin) pairs: a page's forms send the
+#: same ``Referer`` again and again. Bounded in count and in the length of what it keeps.
+_SAFE_TARGETS: dict[tuple[str, str], str | None] = {}
+_SAFE_TARGETS_MAX = 1024
+_SAFE_TARGET_LENGTH_MAX = 512
+_UNKNOWN = object()
+
+
 def safe_target(value: str | None, own: str) -> str | None:
     """``value`` as a same-origin path, or ``None``: a path or an absolute URL of ``own``."""
     if not value:
         return None
+    if len(value) > _SAFE_TARGET_LENGTH_MAX:
+        return _safe_target(value, own)
+    key = (value, own)
+    found = _SAFE_TARGETS.get(key, _UNKNOWN)
+    if found is _UNKNOWN:
+        found = _safe_target(value, own)
+        remember(_SAFE_TARGETS, key, found, _SAFE_TARGETS_MAX)
+    return found  # type: ignore[return-value]
+
+
+def _safe_target(value: str, own: str) -> str | None:
     if value.startswith("/"):
         return value if is_safe_path(value) else None
     try:

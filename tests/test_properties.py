@@ -581,3 +581,18 @@ def test_date_values_round_trip_through_the_form(day: dt.date, junk: str) -> Non
         MultiDict([("name", "x"), ("born", day.isoformat() + junk)]), MultiDict()
     )
     assert errors or values["born"] == day
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=st.text(max_size=600), absolute=st.booleans())
+def test_safe_target_answers_the_same_from_its_memo(value: str, absolute: bool) -> None:
+    """safe_target remembers recent answers (a page's Referer repeats): a remembered answer is
+    the computed one, and values too long to remember are computed each time."""
+    target = OWN + value if absolute else value
+    first = security.safe_target(target, OWN)
+    assert security.safe_target(target, OWN) == first
+    if target:
+        assert first == security._safe_target(target, OWN)
+        remembered = (target, OWN) in security._SAFE_TARGETS
+        assert remembered == (len(target) <= security._SAFE_TARGET_LENGTH_MAX)
+    assert len(security._SAFE_TARGETS) <= security._SAFE_TARGETS_MAX
