@@ -103,11 +103,6 @@ def error_summary(
     )
 
 
-def _empty_summary(form_id: str) -> str:
-    """``error_summary(form_id, {}, None, {})`` for an id known to need no escaping."""
-    return f'<div id="{form_id}-errors" class="hx-errors" role="alert"></div>'
-
-
 def error_slot(form_id: str, name: str, messages: Sequence[str], *, oob: bool = False) -> Markup:
     """The slot under one input where its errors appear (``<form id>-<name>-error``)."""
     text = " ".join(str(m) for m in messages)
@@ -295,7 +290,7 @@ class _FormPlan:
         self.head_end = f' data-hx-action="{escape(action.endpoint)}"'
         self.multipart = validator is not None and validator.multipart
         #: (bound values, target, swap, id, tags) -> (form id, opening tag); see action_form.
-        self.heads: dict[tuple[Any, ...], tuple[str, str, str]] = {}
+        self.heads: dict[tuple[Any, ...], tuple[str, str]] = {}
 
 
 def _plan(state: HxState, endpoint: str, script_root: str | None = None) -> _FormPlan:
@@ -362,12 +357,12 @@ def action_form(
             remember(plan.heads, head_key, known, _HEADS_MAX)
     else:
         known = _form_head(plan, endpoint, bind, target, swap, id, tags, attrs)
-    form_id, opening, empty_summary = known
+    form_id, opening = known
     head = [opening, hidden_inputs(action, bind, next, app=app, state=state, frozen=frozen)]
-    if form_state is oldinput.EMPTY_STATE and not id:
-        head.append(empty_summary)
-    else:
+    if form_state is not oldinput.EMPTY_STATE:  # old input after a no-JS failure
         head.append(error_summary(form_id, form_state.errors, form_state.message, plan.labels))
+    # An empty summary is not rendered: only hx-actions.js uses it (as the target of error
+    # answers), and it adds one to every action form htmx loads (docs/wire.md).
 
     body = ""
     if caller is not None:
@@ -394,8 +389,8 @@ def _form_head(
     id: str | None,
     tags: frozenset[str],
     attrs: Mapping[str, Any],
-) -> tuple[str, str, str]:
-    """The form's DOM id, its opening tag and its empty error summary."""
+) -> tuple[str, str]:
+    """The form's DOM id and its opening tag."""
     action = plan.action
     if id:
         form_id = id
@@ -426,7 +421,7 @@ def _form_head(
     if attrs:
         head.append(render_attrs(attrs))
     head.append(">")
-    return form_id, "".join(head), "" if id else _empty_summary(form_id)
+    return form_id, "".join(head)
 
 
 def _declared_tags(action: Action, bind: Mapping[str, Any] | None) -> frozenset[str]:

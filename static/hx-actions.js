@@ -13,7 +13,9 @@
  *     a second submit while the first is in flight;
  *   - puts the fresh idempotency key (`HX-Actions-Key`) into the form's `_hx_key`;
  *   - mirrors the field error slots onto the inputs (aria-invalid) and focuses the first
- *     invalid input when focus is not already in the form.
+ *     invalid input when focus is not already in the form;
+ *   - gives every action form htmx loads its empty error summary (the server renders one
+ *     only when it has something to say), the target of error answers.
  */
 (function () {
   'use strict';
@@ -258,6 +260,34 @@
     }
     if (form) clearPending(form);
   });
+
+  /* ------------------------------------------------------------ error summaries */
+
+  // The server leaves an empty error summary out of action forms (docs/wire.md): add it
+  // where the server renders a full one, after the form's leading hidden inputs, so the
+  // live region is in the page before an error answer swaps its message into it.
+  function addSummaries(root) {
+    if (!root || root.nodeType !== 1) return;
+    var forms = Array.prototype.slice.call(root.querySelectorAll(FORM_SELECTOR));
+    if (root.matches(FORM_SELECTOR)) forms.unshift(root);
+    forms.forEach(function (form) {
+      if (!form.id || document.getElementById(form.id + '-errors')) return;
+      var summary = document.createElement('div');
+      summary.id = form.id + '-errors';
+      summary.className = 'hx-errors';
+      summary.setAttribute('role', 'alert');
+      var before = form.firstElementChild;
+      while (before && before.tagName === 'INPUT' && before.type === 'hidden') before = before.nextElementSibling;
+      form.insertBefore(summary, before);
+    });
+  }
+
+  // htmx fires load on <body> once it has started and on each element it swaps in.
+  document.addEventListener('htmx:load', function (evt) {
+    addSummaries(evt.detail && evt.detail.elt);
+  });
+  // Loaded after htmx started (a script added later): the page is there already.
+  if (document.readyState !== 'loading') addSummaries(document.body);
 
   // Tell the server this browser runs JavaScript: lazy fragments then load after the page
   // instead of rendering inline (see fragment(..., lazy=True)).

@@ -390,6 +390,30 @@ def test_htmx_answer_forms_skip_the_csrf_input_only_when_the_page_sends_the_head
     assert 'name="csrf_token"' in page.text
 
 
+def test_forms_render_no_empty_error_summary_and_errors_target_the_one_the_runtime_adds() -> None:
+    """An empty error summary is never rendered (hx-actions.js adds it to every action form
+    htmx loads): not on pages, not in htmx answers, not from the fragment endpoint or the cache.
+    Error answers still name it as their out-of-band target."""
+    app, _calls = make_app()
+    client = app.test_client()
+    answers = [
+        client.get("/"),
+        client.submit("todos.toggle", bind={"id": 1}, htmx=True, regions="stats"),
+        client.submit("todos.toggle", bind={"id": 1}, htmx=True),
+        client.get("/_hx/fragments/todo?id=1", headers={"HX-Request": "true"}),
+        client.submit("todos.rename_all", htmx=True, regions="mine?id=2"),  # cached region
+    ]
+    for answer in answers:
+        assert answer.status_code == 200
+        assert 'name="_hx_key"' in answer.text and "-errors" not in answer.text
+    failed = client.submit(
+        "todos.toggle", {"csrf_token": "x"}, bind={"id": 1}, htmx=True, regions="stats"
+    )
+    assert failed.status_code == 400
+    assert '<div id="hx-todos-toggle-1-errors" class="hx-errors" role="alert"' in failed.text
+    assert 'hx-swap-oob="innerHTML"' in failed.text
+
+
 def test_cached_forms_are_filled_by_every_worker_sharing_the_redis_cache(redis_url):
     """A second process (another gunicorn worker) serves HTML the first one cached in Redis."""
     import subprocess

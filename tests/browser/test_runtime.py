@@ -56,6 +56,14 @@ PAGE = f"""<!doctype html>
     <button id="other" type="submit" disabled>Never enabled</button>
   </form>
   <input id="outside" aria-label="outside the form">
+  <ul>
+    <li id="todo-9" data-hx-fragment="todo" data-hx-fragment-params="id=9" data-hx-tags="todo:9">
+      <form id="hx-todos-toggle-9" method="post" action="/todos/toggle" hx-post="/todos/toggle"
+            hx-target="#todo-9" hx-swap="outerHTML" data-hx-action="todos.toggle"
+            data-hx-tags="todo:9"><input type="hidden" name="_hx_key" value="t-0"><button
+            id="toggle-9" type="submit">Toggle nine</button></form>
+    </li>
+  </ul>
 </body>
 </html>
 """
@@ -114,6 +122,29 @@ def server(live_server: Callable[[Flask], str], static_dir: Path) -> Iterator[Se
             '<p id="stats" hx-swap-oob="true" data-hx-fragment="stats">1 done</p>' + _slots()
         )
         return body, 200, headers
+
+    @app.post("/todos/toggle")
+    def toggle() -> tuple[str, int, dict[str, str]]:
+        # The first toggle answers with the row re-rendered as the library renders it (its
+        # form without an empty error summary); the next one fails.
+        state.requests.append({"headers": dict(request.headers), "form": request.form.to_dict()})
+        headers = {"HX-Actions": "1", "HX-Actions-Key": next(keys), "Cache-Control": "no-store"}
+        if len(state.requests) == 1:
+            row = (
+                '<li id="todo-9" data-hx-fragment="todo" data-hx-fragment-params="id=9"'
+                ' data-hx-tags="todo:9"><form id="hx-todos-toggle-9" method="post"'
+                ' action="/todos/toggle" hx-post="/todos/toggle" hx-target="#todo-9"'
+                ' hx-swap="outerHTML" data-hx-action="todos.toggle" data-hx-tags="todo:9">'
+                '<input type="hidden" name="_hx_key" value="t-1">'
+                '<button id="toggle-9" type="submit">Toggled nine</button></form></li>'
+            )
+            return row, 200, headers
+        headers["HX-Reswap"] = "none"
+        summary = (
+            '<div id="hx-todos-toggle-9-errors" class="hx-errors" role="alert"'
+            ' hx-swap-oob="innerHTML"><p class="hx-errors-message">Not now.</p></div>'
+        )
+        return summary, 422, headers
 
     state.base = live_server(app)
     try:
@@ -194,6 +225,33 @@ def test_422_is_swapped_marks_fields_and_focuses(
     assert page_js.get_attribute("#note", "aria-invalid") is None
     assert page_js.text_content(f"#{FORM_ID}-errors") == ""
     assert page_js.evaluate("document.activeElement.id") == "save"
+    assert js_errors == []
+
+
+def test_forms_get_their_empty_error_summary_from_the_runtime(
+    page_js: Page, server: Server, js_errors: list[str]
+):
+    """The library renders no empty error summary: the script adds one to each action form on
+    the page and to each form htmx swaps in, where the server puts a full one, and an error
+    answer then fills it. A form that has its summary keeps that one."""
+    _open(page_js, server)
+    summary = "#hx-todos-toggle-9-errors"
+    children = "[...document.getElementById('hx-todos-toggle-9').children].map(e => e.id || e.name)"
+    assert page_js.evaluate(children) == ["_hx_key", "hx-todos-toggle-9-errors", "toggle-9"]
+    assert page_js.locator(f"#{FORM_ID}-errors").count() == 1  # the page's own, not a second
+    with page_js.expect_response("**/todos/toggle"):
+        page_js.click("#toggle-9")
+    page_js.wait_for_function("document.getElementById('toggle-9').textContent === 'Toggled nine'")
+    # htmx fires load on swapped-in content once it has settled (after htmx's settle delay).
+    page_js.wait_for_selector(summary, state="attached")
+    assert page_js.evaluate(children) == ["_hx_key", "hx-todos-toggle-9-errors", "toggle-9"]
+    assert page_js.get_attribute(summary, "role") == "alert"
+    assert page_js.get_attribute(summary, "class") == "hx-errors"
+    assert page_js.text_content(summary) == ""
+    with page_js.expect_response("**/todos/toggle"):
+        page_js.click("#toggle-9")
+    page_js.wait_for_function(f"document.querySelector('{summary}').textContent === 'Not now.'")
+    assert page_js.locator(summary).count() == 1
     assert js_errors == []
 
 
