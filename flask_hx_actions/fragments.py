@@ -362,16 +362,25 @@ def cache_key(
     ordered = sorted(fragment.tags(params) if tags is None else tags)
     versions = state.tag_versions.get(ordered)
     scope = "*" if fragment.cache == "global" else security.session_binding(state.identity())
+    numbers = tuple(versions[t] for t in ordered)
+    frozen = freeze_scalars(params)
+    known = None if frozen is None else (fragment.name, frozen, tuple(ordered), numbers, scope)
+    if known is not None:
+        found = _CACHE_KEYS.get(known)
+        if found is not None:
+            return found
     # repr() of strings and ints is unambiguous: no two different keys share a text.
-    raw = repr(
-        (
-            fragment.name,
-            tuple(sorted(_plain(params).items())),
-            tuple(versions[t] for t in ordered),
-            scope,
-        )
-    )
-    return hashlib.blake2b(raw.encode(), digest_size=16).hexdigest()
+    raw = repr((fragment.name, tuple(sorted(_plain(params).items())), numbers, scope))
+    key = hashlib.blake2b(raw.encode(), digest_size=16).hexdigest()
+    if known is not None:
+        remember(_CACHE_KEYS, known, key, _CACHE_KEYS_MAX)
+    return key
+
+
+#: Keys computed for recent (fragment, parameters, tags, versions, scope): a cached page asks
+#: for the key of every row on every request. Bounded; oldest out first.
+_CACHE_KEYS: dict[tuple[Any, ...], str] = {}
+_CACHE_KEYS_MAX = 16384
 
 
 def cached_inner(

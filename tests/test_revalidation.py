@@ -558,3 +558,26 @@ def test_fragment_templates_follow_jinjas_auto_reload(auto_reload):
     app.jinja_loader.mapping["stats.html"] = "{{ done }}/{{ total }}"
     expected = "0/3" if auto_reload else "0 of 3 done"
     assert expected in client.get("/_hx/fragments/stats").text
+
+
+def test_cache_keys_are_remembered_per_parameters_versions_and_scope(app_calls):
+    """cache_key remembers what it hashed: the remembered key is the computed one, and another
+    version of a tag, another user or other parameters give another key."""
+    from flask_hx_actions import fragments
+
+    app, _ = app_calls
+    state = app.extensions["hx_actions"]
+    mine = state.fragments["mine"]
+    with app.test_request_context():
+        session["user"] = "alice"
+        first = fragments.cache_key(mine, {"id": 1})
+        assert fragments.cache_key(mine, {"id": 1}) == first
+        fragments._CACHE_KEYS.clear()
+        assert fragments.cache_key(mine, {"id": 1}) == first  # computed afresh: the same
+        assert fragments.cache_key(mine, {"id": 2}) != first
+        state.tag_versions.bump(["todos"])
+        bumped = fragments.cache_key(mine, {"id": 1})
+        assert bumped != first
+    with app.test_request_context():
+        session["user"] = "bob"
+        assert fragments.cache_key(mine, {"id": 1}) not in (first, bumped)
