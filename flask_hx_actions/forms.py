@@ -223,6 +223,7 @@ def hidden_inputs(
 
     The CSRF input is left out of forms re-rendered in an htmx answer when the request carried
     its valid token in the ``X-CSRFToken`` header: that page sends the header from its meta tag.
+    ``frozen``: ``signing.freeze_scalars(bind)``, when the caller has computed it already.
     """
     if app is None:
         app = current_app._get_current_object()  # type: ignore[attr-defined]
