@@ -21,7 +21,7 @@ from flask_wtf.csrf import generate_csrf
 from markupsafe import Markup, escape
 
 from . import oldinput, security
-from .context import flags
+from .context import current_app_object, flags
 from .signing import freeze_scalars, remember
 
 if TYPE_CHECKING:
@@ -173,8 +173,7 @@ def _marks(app: Any) -> _Marks:
 def fill_placeholders(html: str) -> str:
     """Cached HTML with its markers replaced: a fresh idempotency key for each key marker, this
     request's CSRF token for each token marker."""
-    app_ctx = _cv_app.get(None)
-    app = app_ctx.app if app_ctx is not None else current_app._get_current_object()  # type: ignore[attr-defined]
+    app = current_app_object()
     marks = _marks(app)
     if marks.stem not in html:
         return html

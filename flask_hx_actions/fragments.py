@@ -27,13 +27,12 @@ from typing import Any, Literal
 from urllib.parse import parse_qsl, quote_plus, urlencode
 
 from flask import Flask, current_app, g, render_template
-from flask.globals import _cv_app
 from flask.signals import before_render_template, template_rendered
 from jinja2.runtime import new_context
 from markupsafe import Markup, escape
 
 from . import forms, security, signals
-from .context import flags
+from .context import current_app_object, flags
 from .signing import freeze_scalars, remember
 
 TagsSpec = Iterable[str] | Callable[..., Iterable[str]] | None
@@ -191,8 +190,7 @@ class Fragment:
         return self.check_params(out)
 
     def render_inner(self, params: Mapping[str, Any]) -> str:
-        app_ctx = _cv_app.get(None)
-        app = app_ctx.app if app_ctx is not None else current_app._get_current_object()  # type: ignore[attr-defined]
+        app = current_app_object()
         if self._sync and type(app).ensure_sync is Flask.ensure_sync:
             context = self.func(**params)  # what ensure_sync returns for a plain function
         else:
@@ -356,8 +354,7 @@ def cache_key(
     """Fragment, parameters, versions of its tags and the user scope (everyone for
     ``cache="global"``, else this session and user), hashed. ``tags``: the fragment's tags for
     these parameters, when the caller has them already."""
-    app_ctx = _cv_app.get(None)
-    app = app_ctx.app if app_ctx is not None else current_app
+    app = current_app_object()
     state = app.extensions["hx_actions"]
     ordered = sorted(fragment.tags(params) if tags is None else tags)
     versions = state.tag_versions.get(ordered)
@@ -390,8 +387,7 @@ def cached_inner(
     filled in now: cached HTML holds placeholders for them. A fragment one of whose tags this
     request bumped is not looked up: its key is new (unless another worker rendered it in the
     meantime, which costs one render more)."""
-    app_ctx = _cv_app.get(None)
-    app = app_ctx.app if app_ctx is not None else current_app
+    app = current_app_object()
     state = app.extensions["hx_actions"]
     tags = fragment.tags(params) if tags is None else tags
     key = cache_key(fragment, params, tags)
