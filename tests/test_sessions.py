@@ -160,7 +160,17 @@ def test_save_session_answers_as_flask_does(scenario: str, refresh: bool) -> Non
     """Every branch of save_session (nothing read, read, written, emptied, made permanent, with
     and without a Vary header of the view's own) gives Flask's headers, byte for byte."""
     config = {"SESSION_REFRESH_EACH_REQUEST": refresh}
-    with mock.patch.object(TimestampSigner, "get_timestamp", lambda self: NOW):
+    # A permanent session's cookie expires "now + lifetime": one fixed now for both interfaces,
+    # or two answers a second apart would differ in Expires.
+    expires = dt.datetime.fromtimestamp(NOW, dt.UTC) + dt.timedelta(days=31)
+    with (
+        mock.patch.object(TimestampSigner, "get_timestamp", lambda self: NOW),
+        mock.patch.object(
+            SecureCookieSessionInterface,
+            "get_expiration_time",
+            lambda self, app, session: expires if session.permanent else None,
+        ),
+    ):
         flask_app = scenario_app(SecureCookieSessionInterface(), **config)
         ours = scenario_app(CookieSessionInterface(), **config)
         permanent = cookie_of(scenario_app(SecureCookieSessionInterface()), "/s/permanent")
