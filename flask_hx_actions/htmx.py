@@ -47,14 +47,14 @@ def request_kind(request: Request) -> RequestKind:
     """How to answer: ``"htmx"`` for htmx requests that swap fragments, ``"json"`` for callers that
     prefer JSON, ``"plain"`` for browser forms. Boosted and history-restore requests want whole
     pages, so they count as plain."""
-    headers = request.headers
+    environ = request.environ  # the headers, without EnvironHeaders (see headers.py)
     if (
-        headers.get("HX-Request") == "true"
-        and headers.get("HX-Boosted") != "true"
-        and headers.get("HX-History-Restore-Request") != "true"
+        environ.get("HTTP_HX_REQUEST") == "true"
+        and environ.get("HTTP_HX_BOOSTED") != "true"
+        and environ.get("HTTP_HX_HISTORY_RESTORE_REQUEST") != "true"
     ):
         return "htmx"
-    accept = headers.get("Accept", "")
+    accept = environ.get("HTTP_ACCEPT", "")
     if "json" in accept:
         best = request.accept_mimetypes.best_match(("text/html", "application/json"))
         if best == "application/json":

@@ -59,6 +59,7 @@ from werkzeug.exceptions import BadRequest, Conflict, UnprocessableEntity
 
 from . import security
 from .errors import ActionRefused
+from .headers import request_header
 from .responses import KEY_HEADER
 
 log = logging.getLogger("flask_hx_actions")
@@ -269,7 +270,7 @@ def request_key(req: Request) -> str | None:
     :raises IdempotencyKeyInvalid: a malformed key, or two different keys.
     """
     found = {v for v in req.form.getlist(KEY_FIELD) if v}
-    header = req.headers.get(KEY_REQUEST_HEADER, "").strip()
+    header = (request_header(req.environ, KEY_REQUEST_HEADER) or "").strip()
     if len(header) >= 2 and header[0] == header[-1] == '"':
         header = header[1:-1]
     if header:

@@ -136,7 +136,7 @@ def _own_params(action: Action, fragment: Fragment, args: Mapping[str, Any]) -> 
 def _candidates(state: HxState) -> list[tuple[Fragment, dict[str, Any]]]:
     """Regions to consider for out-of-band refresh: those the page says it holds (the
     ``HX-Actions-Regions`` header of hx-actions.js), else every non-parametrised fragment."""
-    header = request.headers.get(REGIONS_HEADER)
+    header = request.environ.get("HTTP_HX_ACTIONS_REGIONS")  # REGIONS_HEADER
     if header is None:
         return [(f, {}) for f in state.fragments.values() if not f.parametrised]
     if len(header) > _REGION_LISTS_HEADER_MAX:
@@ -230,7 +230,7 @@ def json_failure(result: Result) -> Response:
 
 
 def _form_id(action: Action | None, bound: Mapping[str, Any]) -> str | None:
-    trigger = request.headers.get("HX-Trigger")
+    trigger = request.environ.get("HTTP_HX_TRIGGER")
     if trigger and _DOM_ID.match(trigger):
         return trigger
     if action is None:

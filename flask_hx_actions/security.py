@@ -21,6 +21,7 @@ from itsdangerous import BadData, BadSignature, SignatureExpired
 from wtforms.validators import ValidationError
 
 from .errors import BoundArgumentsInvalid, CSRFRefused, OriginRefused
+from .headers import request_header
 from .signing import Serializer, remember
 
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
@@ -68,9 +69,9 @@ def check_origin(request: Request, own: str, trusted: frozenset[str]) -> None:
     ``Origin``; anything else is refused. Then ``Origin``, when sent, must be this app's origin or a
     trusted one (``null`` never is). With neither header the CSRF token decides.
     """
-    headers = request.headers
-    origin = headers.get("Origin")
-    site = headers.get("Sec-Fetch-Site")
+    environ = request.environ  # the headers, without EnvironHeaders (see headers.py)
+    origin = environ.get("HTTP_ORIGIN")
+    site = environ.get("HTTP_SEC_FETCH_SITE")
     if (
         site is not None
         and site not in ("same-origin", "none")
@@ -100,8 +101,9 @@ def check_csrf(request: Request, app: Flask, own: str) -> None:
     field_name = config.get("WTF_CSRF_FIELD_NAME", "csrf_token")
     form_token = request.form.get(field_name)
     header_token = None
+    environ = request.environ
     for header in config.get("WTF_CSRF_HEADERS", ("X-CSRFToken", "X-CSRF-Token")):
-        header_token = request.headers.get(header)
+        header_token = request_header(environ, header)
         if header_token:
             break
     token = form_token or header_token
@@ -109,15 +111,15 @@ def check_csrf(request: Request, app: Flask, own: str) -> None:
         validate_csrf(app, token)
     except ValidationError as exc:
         raise CSRFRefused(description=f"{exc.args[0]} Reload the page and try again.") from None
-    if header_token and header_token == token and request.headers.get("HX-Request") == "true":
+    if header_token and header_token == token and environ.get("HTTP_HX_REQUEST") == "true":
         # The page sends a valid token in a header (hx-actions.js, from the page's meta tag):
         # forms re-rendered in this htmx answer need no token input of their own.
         g._hx_csrf_by_header = True
     if (
         request.is_secure
         and config.get("WTF_CSRF_SSL_STRICT", True)
-        and "Origin" not in request.headers
-        and "Sec-Fetch-Site" not in request.headers
+        and "HTTP_ORIGIN" not in environ
+        and "HTTP_SEC_FETCH_SITE" not in environ
     ):
         referrer = request.referrer
         if not referrer:

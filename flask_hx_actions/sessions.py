@@ -13,7 +13,8 @@ Two more per-request costs of Flask's class are cut, with the same outcome:
 
 - ``open_session`` fills ``request.cookies`` from the ``HTTP_COOKIE`` environ key with the
   parser Werkzeug's ``Request.cookies`` uses; Werkzeug gets the header through
-  ``EnvironHeaders.getlist``, which walks and renames every key of the WSGI environ.
+  ``EnvironHeaders.getlist``, which walks and renames every key of the WSGI environ. The parsed
+  (immutable) mapping of a recent header is reused (:func:`cookies_of`).
 - ``save_session`` of a session that sets no cookie (not modified, no refresh of a permanent
   session) only adds ``Vary: Cookie`` when the session was read, without parsing the ``Vary``
   header into a ``HeaderSet`` and writing it back when it holds plain tokens
@@ -30,10 +31,11 @@ import hashlib
 from typing import TYPE_CHECKING, Any
 
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface, SessionMixin
+from werkzeug.datastructures import ImmutableMultiDict
 from werkzeug.sansio.http import parse_cookie
 
 from .headers import add_vary
-from .signing import Serializer
+from .signing import Serializer, remember
 
 if TYPE_CHECKING:
     from flask import Flask, Request, Response
@@ -67,8 +69,8 @@ class CookieSessionInterface(SecureCookieSessionInterface):
     def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
         cached = request.__dict__
         if "cookies" not in cached:  # what Werkzeug's cached property would hold
-            cached["cookies"] = parse_cookie(
-                request.environ.get("HTTP_COOKIE", ""), cls=request.dict_storage_class
+            cached["cookies"] = cookies_of(
+                request.environ.get("HTTP_COOKIE", ""), request.dict_storage_class
             )
         return super().open_session(app, request)
 
@@ -83,6 +85,25 @@ class CookieSessionInterface(SecureCookieSessionInterface):
             super().save_session(app, session, response)
         elif session.accessed:  # no cookie to set: Flask would only add "Vary: Cookie"
             add_vary(response, "Cookie")
+
+
+#: Parsed ``Cookie`` headers: a browser sends the same header with every request. Only the
+#: immutable mapping Werkzeug uses by default is shared between requests; bounded in count and
+#: in header length, the header being untrusted input.
+_COOKIES: dict[str, ImmutableMultiDict[str, str]] = {}
+_COOKIES_MAX = 256
+_COOKIES_HEADER_MAX = 4096
+
+
+def cookies_of(header: str, cls: type[Any]) -> Any:
+    """``parse_cookie(header, cls=cls)``, the same object again for a header seen recently."""
+    if cls is not ImmutableMultiDict or len(header) > _COOKIES_HEADER_MAX:
+        return parse_cookie(header, cls=cls)
+    found = _COOKIES.get(header)
+    if found is None:
+        found = parse_cookie(header, cls=cls)
+        remember(_COOKIES, header, found, _COOKIES_MAX)
+    return found
 
 
 def _digest(method: Any) -> Any:

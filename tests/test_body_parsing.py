@@ -99,3 +99,16 @@ def test_a_body_shorter_than_its_content_length_is_a_client_disconnect() -> None
     env["CONTENT_LENGTH"] = "10"
     with APP.request_context(env), pytest.raises(ClientDisconnected):
         pipeline._read_urlencoded(request._get_current_object())  # type: ignore[attr-defined]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(max_codepoint=127), max_size=40))
+@example("a=1&&b&c=&=d&e==f")
+def test_plain_ascii_bodies_split_as_parse_qsl_does(text: str) -> None:
+    # Without % and + these take the direct split; with them, parse_qsl itself.
+    from urllib.parse import parse_qsl
+
+    body = text.encode()
+    assert pipeline._form_items(body) == parse_qsl(
+        text, keep_blank_values=True, errors="werkzeug.url_quote"
+    )

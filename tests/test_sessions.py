@@ -199,3 +199,19 @@ def test_request_without_a_cookie_header() -> None:
     app.session_interface = CookieSessionInterface()
     with app.test_request_context("/"):
         assert dict(request.cookies) == {} and dict(session) == {}
+
+
+def test_a_cookie_header_seen_again_gives_the_same_immutable_cookies() -> None:
+    from werkzeug.datastructures import ImmutableMultiDict, MultiDict
+
+    from flask_hx_actions.sessions import _COOKIES_HEADER_MAX, cookies_of
+
+    first = cookies_of("a=1; b=2", ImmutableMultiDict)
+    assert cookies_of("a=1; b=2", ImmutableMultiDict) is first
+    assert dict(first) == {"a": "1", "b": "2"}
+    with pytest.raises(TypeError):
+        first["a"] = "3"  # type: ignore[index]
+    # A mutable class, or a header too long to remember, is parsed anew each time.
+    assert cookies_of("a=1", MultiDict) is not cookies_of("a=1", MultiDict)
+    long = "c=" + "x" * _COOKIES_HEADER_MAX
+    assert cookies_of(long, ImmutableMultiDict) is not cookies_of(long, ImmutableMultiDict)
