@@ -230,7 +230,7 @@ def json_failure(result: Result) -> Response:
 
 
 def _form_id(action: Action | None, bound: Mapping[str, Any]) -> str | None:
-    trigger = request.environ.get("HTTP_HX_TRIGGER")
+    trigger: str | None = request.environ.get("HTTP_HX_TRIGGER")
     if trigger and _DOM_ID.match(trigger):
         return trigger
     if action is None:

@@ -28,7 +28,7 @@ server-side session, a subclass) keeps it untouched.
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface, SessionMixin
 from werkzeug.datastructures import ImmutableMultiDict
@@ -101,7 +101,7 @@ def cookies_of(header: str, cls: type[Any]) -> Any:
         return parse_cookie(header, cls=cls)
     found = _COOKIES.get(header)
     if found is None:
-        found = parse_cookie(header, cls=cls)
+        found = cast("ImmutableMultiDict[str, str]", parse_cookie(header, cls=ImmutableMultiDict))
         remember(_COOKIES, header, found, _COOKIES_MAX)
     return found
 
