@@ -10,10 +10,11 @@ for each absent header.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from werkzeug.datastructures import Headers
     from werkzeug.sansio.response import Response
 
 #: A header value that is an HTTP token (RFC 9110), which ``dump_header`` leaves unquoted.
@@ -24,9 +25,9 @@ def add_vary(response: Response, name: str) -> None:
     """``response.vary.add(name)``, without the ``HeaderSet`` round trip when ``Vary`` is absent
     or a list of plain tokens (the value is then the one Werkzeug would write)."""
     headers = response.headers
-    current = headers.get("Vary")
+    current = _first(headers, "vary")
     if current is None:
-        headers["Vary"] = name
+        headers.add("Vary", name)
         return
     items = [item.strip() for item in current.split(",")]
     if not all(_TOKEN.fullmatch(item) for item in items):
@@ -56,3 +57,25 @@ def request_header(environ: Mapping[str, Any], name: str) -> str | None:
 
 
 _KEYS: dict[str, str] = {}
+
+
+def _first(headers: Iterable[tuple[str, str]], lower_name: str) -> str | None:
+    """``headers.get(name)`` by walking the (few) header tuples: ``Headers.get`` raises and
+    catches an exception when the header is absent, the usual case here."""
+    for key, value in headers:
+        if key.lower() == lower_name:
+            return value
+    return None
+
+
+def put_headers(headers: Headers, values: Mapping[str, str]) -> None:
+    """``headers[name] = value`` for each item, in one walk of the header list: names the
+    response has are set (replaced), the others appended, as ``Headers.set`` does one by one."""
+    present = {key.lower() for key, _ in headers}
+    for name, value in values.items():
+        lower = name.lower()
+        if lower in present:
+            headers.set(name, value)
+        else:
+            headers.add(name, value)
+            present.add(lower)

@@ -33,7 +33,7 @@ from .errors import (
     NotAuthenticated,
     NotAuthorized,
 )
-from .headers import add_vary
+from .headers import add_vary, put_headers
 from .htmx import request_kind
 from .results import Result, invalid, ok
 from .transactions import transaction
@@ -112,8 +112,12 @@ def read_body(config: Mapping[str, Any], req: Request) -> None:
             raise InvalidUpload() from None
         urlencoded = req.mimetype == _URLENCODED
     if urlencoded:
-        # Werkzeug applies the per-field limit to multipart bodies only.
+        # Werkzeug applies the per-field limit to multipart bodies only. A field's UTF-8 text is
+        # at most three times the body's length (an undecodable byte becomes "%XX").
         limit = config["HX_ACTIONS_MAX_FORM_MEMORY_SIZE"]
+        length = req.content_length
+        if length is not None and limit is not None and length * 3 <= limit:
+            return
         if limit is not None and any(
             len(v) * 4 > limit and len(v.encode()) > limit for _, v in req.form.items(multi=True)
         ):
@@ -502,12 +506,11 @@ def finish_response(response: Response) -> Response:
     """Headers of every answer to an action request, whatever produced it."""
     if flags().get("_hx_action") is None:
         return response
-    headers = response.headers
     add_vary(response, "HX-Request")
-    headers["Cache-Control"] = "no-store"
-    headers["X-Request-ID"] = request_id()
+    values = {"Cache-Control": "no-store", "X-Request-ID": request_id()}
     if request.environ.get("HTTP_HX_REQUEST") == "true":  # the header, without EnvironHeaders
-        headers["HX-Actions"] = "1"
+        values["HX-Actions"] = "1"
+    put_headers(response.headers, values)
     return response
 
 

@@ -112,3 +112,14 @@ def test_plain_ascii_bodies_split_as_parse_qsl_does(text: str) -> None:
     assert pipeline._form_items(body) == parse_qsl(
         text, keep_blank_values=True, errors="werkzeug.url_quote"
     )
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(pieces, st.binary(max_size=8)), max_size=24).map(b"".join))
+@example(b"a=\xff\xff\xff")
+def test_no_field_is_longer_than_three_times_the_body(body: bytes) -> None:
+    """read_body skips the per-field limit of a urlencoded body whose length times three is
+    within it: no field's UTF-8 text can be longer (an undecodable byte becomes "%XX")."""
+    for name, value in ours(body)[1]:
+        assert len(name.encode()) <= 3 * len(body)
+        assert len(value.encode()) <= 3 * len(body)

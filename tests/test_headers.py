@@ -6,7 +6,7 @@ from flask import Response
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flask_hx_actions.headers import add_vary
+from flask_hx_actions.headers import add_vary, put_headers, request_header
 
 _ITEM = st.one_of(
     st.sampled_from(["Cookie", "cookie", "HX-Request", "Accept-Encoding", "*", ""]),
@@ -34,3 +34,32 @@ def test_add_vary_examples() -> None:
     add_vary(response, "Cookie")
     add_vary(response, "cookie")
     assert response.headers["Vary"] == "HX-Request, Cookie"
+
+
+_NAMES = st.sampled_from(["Cache-Control", "cache-control", "X-Request-ID", "HX-Actions", "Vary"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    existing=st.lists(st.tuples(_NAMES, st.sampled_from(["a", "b", "no-cache"])), max_size=5),
+    values=st.dictionaries(_NAMES, st.sampled_from(["no-store", "1", "abc"]), max_size=3),
+)
+def test_put_headers_is_setting_each_header(
+    existing: list[tuple[str, str]], values: dict[str, str]
+) -> None:
+    ours, theirs = Response("x"), Response("x")
+    for key, value in existing:
+        ours.headers.add(key, value)
+        theirs.headers.add(key, value)
+    put_headers(ours.headers, values)
+    for key, value in values.items():
+        theirs.headers[key] = value
+    assert list(ours.headers) == list(theirs.headers)
+
+
+def test_request_header_is_environ_headers_get() -> None:
+    from werkzeug.datastructures import EnvironHeaders
+
+    environ = {"HTTP_HX_REQUEST": "true", "CONTENT_TYPE": "text/plain", "HTTP_X_CSRFTOKEN": "t"}
+    for name in ("HX-Request", "hx-request", "Content-Type", "X-CSRFToken", "X-CSRF-Token", "A"):
+        assert request_header(environ, name) == EnvironHeaders(environ).get(name)
