@@ -111,10 +111,9 @@ class HxState:
     def identity(self) -> Any:
         """The signed-in user's id (``None`` when anonymous), loaded once per request."""
         values = flags()
-        try:
-            return values["_hx_identity"]
-        except KeyError:
-            pass
+        value = values.get("_hx_identity", _UNKNOWN)
+        if value is not _UNKNOWN:
+            return value
         loader = self.extension._identity_loader
         value = loader() if loader is not None else _flask_login_identity()
         values["_hx_identity"] = value
@@ -194,6 +193,9 @@ class HxActions:
         """
         self._authorizers.append(fn)
         return fn
+
+
+_UNKNOWN = object()
 
 
 def _flask_login_identity() -> Any:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -126,7 +125,7 @@ class _FormContext:
 
 
 def _hx_state() -> HxState:
-    return current_app.extensions["hx_actions"]  # type: ignore[no-any-return]
+    return current_app_object().extensions["hx_actions"]  # type: ignore[no-any-return]
 
 
 def _action(state: HxState, endpoint: str) -> Action:
@@ -179,7 +178,7 @@ def fill_placeholders(html: str) -> str:
         return html
     pieces = html.split(marks.key)
     if len(pieces) > 1:
-        keys = [secrets.token_urlsafe(16) for _ in range(len(pieces) - 1)]
+        keys = [security.fresh_key() for _ in range(len(pieces) - 1)]
         html = pieces[0] + "".join(k + p for k, p in zip(keys, pieces[1:], strict=True))
     if marks.csrf in html:
         html = html.replace(marks.csrf, _csrf_value(app))
@@ -246,7 +245,7 @@ def hidden_inputs(
             # the meta tag) re-renders its forms without the token input: the page has it.
             csrf_input = request_flags.get("_hx_csrf_input")
             parts.append(csrf_input if csrf_input is not None else _csrf_input(app))
-    key = _marks(app).key if placeholders else secrets.token_urlsafe(16)
+    key = _marks(app).key if placeholders else security.fresh_key()
     parts.append(f'<input type="hidden" name="_hx_key" value="{key}">')
     if bind:
         binding = security.session_binding(state.identity())

@@ -47,7 +47,6 @@ import hashlib
 import json
 import logging
 import re
-import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -151,7 +150,7 @@ class StoredAnswer:
         fresh value, so the form that was answered does not submit the same key again."""
         response = Response(self.body, status=self.status, headers=list(self.headers))
         if KEY_HEADER in response.headers:
-            response.headers[KEY_HEADER] = secrets.token_urlsafe(16)
+            response.headers[KEY_HEADER] = security.fresh_key()
         response.headers[REPLAYED_HEADER] = "true"
         return response
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import secrets
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +19,7 @@ from . import forms
 from .fragments import Fragment, FragmentError, cache_key, parse_region_token
 from .htmx import hx_redirect, reswap
 from .results import Result
-from .security import own_origin, safe_target
+from .security import fresh_key, own_origin, safe_target
 from .signing import remember
 
 if TYPE_CHECKING:
@@ -119,7 +118,7 @@ def htmx_success(
     response = Response("".join(parts), mimetype="text/html")
     if action.fragment is None:
         reswap(response, "none")
-    response.headers[KEY_HEADER] = secrets.token_urlsafe(16)
+    response.headers[KEY_HEADER] = fresh_key()
     return response
 
 
