@@ -16,7 +16,7 @@ from flask import Blueprint
 from flask.sansio.blueprints import BlueprintSetupState
 from werkzeug.datastructures import MultiDict
 
-from .fragments import CacheScope, Fragment, TagsSpec, _check_tags, _param_names
+from .fragments import CacheScope, Fragment, TagsSpec, _check_tags, _param_names, tag_set
 from .ratelimits import LimitKey, apply_limit
 from .results import Result, invalid
 from .validation import Validator, make_validator
@@ -102,7 +102,8 @@ class Action:
         if self.tags_func is None:
             return self.static_tags
         call = {k: args[k] for k in self.tags_params if k in args}
-        return self.static_tags | frozenset(_check_tags(self.tags_func(**call)))
+        found = tag_set(self.tags_func(**call))
+        return self.static_tags | found if self.static_tags else found
 
     def call_args(self, bound: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
         """The keyword arguments of the function: bound arguments plus the validated fields it

@@ -161,7 +161,7 @@ class Fragment:
         if self.tags_func is None:
             return self.static_tags
         args = {k: params[k] for k in self.tags_params if k in params}
-        found = frozenset(_check_tags(self.tags_func(**args)))
+        found = tag_set(self.tags_func(**args))
         return self.static_tags | found if self.static_tags else found
 
     def check_params(self, params: Mapping[str, Any]) -> dict[str, Any]:
@@ -439,6 +439,16 @@ _SPACE = re.compile(r"\s")
 
 #: Tags already checked (bounded: cleared when full), so a row's tags are checked once.
 _GOOD_TAGS: set[str] = set()
+
+
+def tag_set(tags: Iterable[str]) -> frozenset[str]:
+    """``frozenset(_check_tags(tags))``: tags seen before pass with one subset test."""
+    if isinstance(tags, str):
+        raise TypeError(f"tags must be a list of strings, not the string {tags!r}.")
+    found = frozenset(tags)
+    if found <= _GOOD_TAGS:  # only checked str tags are in it
+        return found
+    return frozenset(_check_tags(found))
 
 
 def _check_tags(tags: Iterable[str]) -> list[str]:

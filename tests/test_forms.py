@@ -294,3 +294,30 @@ def test_region_tags_follow_the_tags_function_each_render():
     assert 'id="row-2"' in first[2] and 'data-hx-tags="row:2"' in first[2]
     assert 'data-hx-tags="row:1 stats"' in second[0]
     assert 'data-hx-tags="row:2 stats"' in second[2]
+
+
+@pytest.mark.parametrize("autoescape", [True, False])
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{% call f() %}<b>{{ v }}</b>{% endcall %}",
+        "{% call(x) f() %}[{{ x }}]{{ v }}{% endcall %}",  # a block with arguments
+        "{% call f() %}{% for i in range(2) %}{{ i }}{{ caller }}{% endfor %}{% endcall %}",
+    ],
+)
+def test_call_block_bodies_are_what_jinja_gives(source: str, autoescape: bool) -> None:
+    """forms.call_block_body gives str(caller()) for any call block, with and without
+    autoescaping (its direct path covers Jinja's Macro of a block without arguments)."""
+    from jinja2 import Environment
+
+    from flask_hx_actions.forms import call_block_body
+
+    env = Environment(autoescape=autoescape)  # noqa: S701 - both ways, on purpose
+    seen: list[tuple[str, str]] = []
+
+    def f(caller):
+        seen.append((call_block_body(caller), str(caller())))
+        return ""
+
+    env.from_string(source).render(f=f, v="<i>&</i>")
+    assert seen and all(ours == jinjas for ours, jinjas in seen)
