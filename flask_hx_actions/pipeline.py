@@ -22,6 +22,7 @@ from urllib.parse import parse_qsl
 import werkzeug.urls  # noqa: F401 - registers the "werkzeug.url_quote" error handler
 from flask import Flask, Request, Response, current_app, g, has_app_context, request
 from werkzeug.exceptions import ClientDisconnected, NotFound, RequestEntityTooLarge
+from werkzeug.sansio.utils import get_content_length
 
 from . import idempotency, oldinput, responses, security, signals
 from .context import flags
@@ -81,11 +82,26 @@ def limit_request_size(action: Action, config: Mapping[str, Any], req: Request) 
     req.max_content_length = limit
     req.max_form_memory_size = config["HX_ACTIONS_MAX_FORM_MEMORY_SIZE"]
     req.max_form_parts = config["HX_ACTIONS_MAX_FORM_PARTS"]
-    length = req.content_length
+    length = content_length(req)
     if length is not None and length > limit:
         raise ContentTooLarge(description=f"The submitted data is larger than {_size(limit)}.")
     if length is None and req.environ.get("wsgi.input_terminated"):
         buffer_chunked_body(limit)
+
+
+def content_length(req: Request) -> int | None:
+    """``req.content_length``, computed the way Werkzeug does from the environ's headers, and
+    kept where Werkzeug's cached property keeps it (its own lookup goes through
+    ``EnvironHeaders``, which raises and catches an exception for the absent
+    ``Transfer-Encoding``)."""
+    cached = req.__dict__
+    if "content_length" not in cached:
+        environ = req.environ
+        cached["content_length"] = get_content_length(
+            http_content_length=environ.get("CONTENT_LENGTH"),
+            http_transfer_encoding=environ.get("HTTP_TRANSFER_ENCODING"),
+        )
+    return cached["content_length"]  # type: ignore[no-any-return]
 
 
 def buffer_chunked_body(limit: int) -> None:

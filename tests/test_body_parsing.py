@@ -123,3 +123,26 @@ def test_no_field_is_longer_than_three_times_the_body(body: bytes) -> None:
     for name, value in ours(body)[1]:
         assert len(name.encode()) <= 3 * len(body)
         assert len(value.encode()) <= 3 * len(body)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"CONTENT_LENGTH": "12"},
+        {"CONTENT_LENGTH": "-3"},
+        {"CONTENT_LENGTH": "x"},
+        {"CONTENT_LENGTH": " 7 "},
+        {"CONTENT_LENGTH": "12", "HTTP_TRANSFER_ENCODING": "chunked"},
+        {"HTTP_TRANSFER_ENCODING": "gzip, Chunked"},
+    ],
+)
+def test_content_length_is_werkzeugs(headers: dict[str, str]) -> None:
+    env = EnvironBuilder(method="POST").get_environ()
+    env.pop("CONTENT_LENGTH", None)
+    env.update(headers)
+    expected = Request(dict(env)).content_length
+    with APP.request_context(env):
+        req = request._get_current_object()  # type: ignore[attr-defined]
+        assert pipeline.content_length(req) == expected
+        assert req.content_length == expected  # and kept where Werkzeug keeps it
