@@ -248,13 +248,10 @@ def free_port() -> int:
 class Server:
     """gunicorn, 2 sync workers, on 127.0.0.1 (in its own process group, stopped by its pid)."""
 
-    def __init__(
-        self, module: str, widgets: int, env: dict[str, str] | None = None, preload: bool = False
-    ) -> None:
+    def __init__(self, module: str, widgets: int, env: dict[str, str] | None = None) -> None:
         self.module = module
         self.widgets = widgets
         self.env = dict(env or {})
-        self.preload = preload
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         # Lives as long as the server (closed in stop()), so no context manager.
@@ -277,7 +274,6 @@ class Server:
             f"--bind=127.0.0.1:{self.port}",
             f"--chdir={APPS}",
             "--log-level=warning",  # no --access-logfile: access logging stays off
-            *(["--preload"] if self.preload else []),
             f"{self.module}:app",
         ]
         self.proc = subprocess.Popen(
@@ -708,9 +704,6 @@ class System:
     points: tuple[tuple[str, str], ...]  # (endpoint, variant)
     env: dict[str, str] = field(default_factory=dict)  # the server's own settings
     shared: bool = False  # data and fragment cache shared by the workers (check every page)
-    # gunicorn --preload: the app is imported once in the master, so both workers share the
-    # library's per-process placeholder marker of cached HTML (see variant_systems).
-    preload: bool = False
     idempotency: bool = False  # keys enforced (Redis store): check replays, count keys
 
     @property
@@ -750,12 +743,6 @@ def variant_systems(names: list[str], shared_dir: Path) -> list[System]:
                     "BENCH_SHARED_DATA": str(shared_dir / "cache-variant-done-flags"),
                 },
                 shared=True,
-                # Workaround: cached HTML holds placeholders for the CSRF token and the key,
-                # marked with a random value made per process (forms.py, _MARK). With the cache
-                # in Redis, HTML cached by one worker reaches the other unfilled (csrf_token
-                # "hx-csrf-<hex>", every _hx_key "hx-key-<hex>"); check_forms catches it. A
-                # preloaded master makes the marker once for both workers.
-                preload=True,
             )
         )
     if "idem" in names:
@@ -981,14 +968,13 @@ def run_all(
     try:
         targets: list[Target] = []
         for system in systems:
-            server = Server(system.module, system.widgets, system.env, system.preload)
+            server = Server(system.module, system.widgets, system.env)
             servers.append(server)
             version = ""
             if system.module == "library_app":
                 MEASURED_VERSIONS.append(library_version())
                 version = f", flask_hx_actions {MEASURED_VERSIONS[-1]}"
             settings = "".join(f", {k}={v}" for k, v in system.env.items())
-            settings += ", gunicorn --preload" if system.preload else ""
             where = f"WIDGETS={system.widgets}{settings}{version}, 127.0.0.1:{server.port}"
             log(f"{system.name} ({system.module}, {where})")
             server.start()
