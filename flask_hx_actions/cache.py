@@ -91,9 +91,17 @@ class RedisTagVersions:
     ``snapshot_max`` tags (checked every 10 s). A bump in the request drops its snapshot.
     """
 
-    def __init__(self, client: Any, prefix: str = "hx-actions", snapshot_max: int = 5000) -> None:
+    def __init__(
+        self,
+        client: Any,
+        prefix: str = "hx-actions",
+        snapshot_max: int = 5000,
+        url: str | None = None,
+    ) -> None:
         self._redis = client
         self._key = f"{prefix}:tag-versions"
+        #: The URL the client was made from (an idempotency store on the same URL shares it).
+        self.url = url
         self._snapshot_max = snapshot_max
         self._small = False
         self._checked_at = float("-inf")
@@ -127,6 +135,21 @@ class RedisTagVersions:
         if snapshot:
             g._hx_tag_snapshot = _decode_snapshot(replies[-1])
         elif in_request:
+            g.pop("_hx_tag_snapshot", None)
+
+    @property
+    def client(self) -> Any:
+        return self._redis
+
+    @property
+    def hash_key(self) -> str:
+        """The Redis hash holding the versions (one field per tag)."""
+        return self._key
+
+    def bumped_elsewhere(self) -> None:
+        """The versions were incremented by another command (an idempotency store's completion,
+        in the same round trip): this request's snapshot is out of date."""
+        if has_request_context():
             g.pop("_hx_tag_snapshot", None)
 
     def _snapshot(self) -> dict[str, int] | None:
@@ -189,4 +212,4 @@ def make_stores(redis_url: str | None, size: int) -> tuple[TagVersions, Fragment
     import redis
 
     client = redis.Redis.from_url(redis_url)
-    return RedisTagVersions(client), RedisFragmentCache(client, local_size=size)
+    return RedisTagVersions(client, url=redis_url), RedisFragmentCache(client, local_size=size)

@@ -81,6 +81,8 @@ class HxState:
         self.region_lists: dict[str, tuple[tuple[Any, tuple[tuple[str, Any], ...]], ...]] = {}
         #: Fragments seen rendering an action_form (they never get a 304: keys must be fresh).
         self.fragment_forms: set[str] = set()
+        #: True once a fragment with ``cache=`` is registered: renders then read tag versions.
+        self.caches_fragments = False
         self.tag_versions, self.fragment_cache = make_stores(
             app.config["HX_ACTIONS_REDIS_URL"], int(app.config["HX_ACTIONS_FRAGMENT_CACHE_SIZE"])
         )
@@ -99,6 +101,8 @@ class HxState:
                 "across the app."
             )
         self.fragments[fragment.name] = fragment
+        if fragment.cache is not None:
+            self.caches_fragments = True
 
     def fragment(self, name: str) -> Fragment:
         try:

@@ -214,6 +214,39 @@ class Claim:
         raise ValueError(f"a {self.outcome!r} claim has no stored answer")
 
 
+def bumps_with(claim: Claim, tag_versions: Any) -> bool:
+    """True when ``claim``'s store can increment ``tag_versions`` in the round trip that
+    completes the claim: a Redis store on the very client of Redis tag versions."""
+    complete_and_bump = getattr(claim.store, "complete_and_bump", None)
+    return (
+        complete_and_bump is not None
+        and claim.outcome == "new"
+        and not claim.store.transactional
+        and getattr(tag_versions, "client", None) is not None
+        and getattr(claim.store, "client", None) is tag_versions.client
+    )
+
+
+def complete_with_bump(
+    claim: Claim, response: Response | None, tag_versions: Any, tags: set[str]
+) -> None:
+    """Complete ``claim`` with ``response`` and increment ``tags`` in one round trip (see
+    :func:`bumps_with`). Should that fail, the increment is made on its own, and raises when it
+    fails too (a stale cached fragment is worse than an error); then the claim is completed the
+    ordinary way."""
+    answer = None if response is None else StoredAnswer.of(response)
+    store = cast(Any, claim.store)
+    try:
+        store.complete_and_bump(claim, answer, tag_versions.hash_key, tags)
+    except Exception:
+        log.warning("could not complete idempotency key %s with its tags", claim.key, exc_info=True)
+    else:
+        tag_versions.bumped_elsewhere()
+        return
+    tag_versions.bump(tags)
+    claim.complete(response)
+
+
 class IdempotencyStore(Protocol):
     """Where keys live. ``claim`` runs before the body; then ``complete`` (the action succeeded:
     before the commit when ``transactional``, after it otherwise) or ``release`` (it failed)."""
@@ -382,7 +415,13 @@ def _resolve(app: Flask, setting: Any) -> IdempotencyStore | None:
         if sql:
             return SQLAlchemyStore()
         url = app.config.get("HX_ACTIONS_REDIS_URL")
-        return RedisStore(url) if url else None
+        if not url:
+            return None
+        # The tag versions' client when they live on the same URL: an action's completion and
+        # its tag increments then go in one round trip (see complete_with_bump).
+        versions = app.extensions["hx_actions"].tag_versions
+        shared = versions.client if getattr(versions, "url", None) == url else None
+        return RedisStore(shared if shared is not None else url)
     if setting == "sqlalchemy":
         if not sql:
             raise RuntimeError(
@@ -409,6 +448,8 @@ __all__ = [
     "Outcome",
     "Pending",
     "StoredAnswer",
+    "bumps_with",
+    "complete_with_bump",
     "fingerprint",
     "prepare",
     "request_key",

@@ -43,7 +43,7 @@ import json
 import secrets
 import threading
 import weakref
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
@@ -241,6 +241,19 @@ if string.sub(redis.call('GET', KEYS[1]) or '', 1, #ARGV[1]) == ARGV[1] then
 end
 return 0
 """
+# The same, and then the tag versions the action invalidated (KEYS[2] is their hash; every tag
+# is incremented whoever owns the key: the action's effects happened).
+_COMPLETE_AND_BUMP = """
+local done = 0
+if string.sub(redis.call('GET', KEYS[1]) or '', 1, #ARGV[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  done = 1
+end
+for i = 4, #ARGV do
+  redis.call('HINCRBY', KEYS[2], ARGV[i], 1)
+end
+return done
+"""
 _RELEASE = """
 if string.sub(redis.call('GET', KEYS[1]) or '', 1, #ARGV[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
@@ -277,6 +290,7 @@ class RedisStore:
         self.prefix = prefix
         self.lease = lease
         self._complete = client.register_script(_COMPLETE)
+        self._complete_and_bump = client.register_script(_COMPLETE_AND_BUMP)
         self._release = client.register_script(_RELEASE)
 
     def _name(self, scope: str, key: str) -> str:
@@ -312,6 +326,21 @@ class RedisStore:
     def complete(self, claim: Claim, answer: StoredAnswer | None) -> None:
         """Replace the claim by the answer, kept for the claim's TTL (only if still ours). Call it
         once the action's effects happened (after any database commit)."""
+        value, ttl_ms = self._done_value(claim, answer)
+        self._complete(keys=[self._name(claim.scope, claim.key)], args=[claim.token, value, ttl_ms])
+
+    def complete_and_bump(
+        self, claim: Claim, answer: StoredAnswer | None, hash_key: str, tags: Iterable[str]
+    ) -> None:
+        """:meth:`complete`, and the increment of ``tags`` in the tag-version hash ``hash_key``
+        (``RedisTagVersions`` on this same client), in one round trip."""
+        value, ttl_ms = self._done_value(claim, answer)
+        self._complete_and_bump(
+            keys=[self._name(claim.scope, claim.key), hash_key],
+            args=[claim.token, value, ttl_ms, *sorted(tags)],
+        )
+
+    def _done_value(self, claim: Claim, answer: StoredAnswer | None) -> tuple[str, int]:
         data: dict[str, Any] = {"state": DONE, "fingerprint": claim.fingerprint, "status": None}
         if answer is not None:
             data.update(
@@ -320,8 +349,7 @@ class RedisStore:
                 body=base64.b64encode(answer.body).decode(),
             )
         value = claim.token + json.dumps(data, separators=(",", ":"))
-        ttl_ms = max(1, int(claim.ttl * 1000))
-        self._complete(keys=[self._name(claim.scope, claim.key)], args=[claim.token, value, ttl_ms])
+        return value, max(1, int(claim.ttl * 1000))
 
     def release(self, claim: Claim) -> None:
         """Delete the claim (only if still ours), so a retry runs the action."""

@@ -234,6 +234,7 @@ def run(action: Action) -> Response:
         idempotency.prepare(app, action.endpoint, identity, kind) if action.idempotent else None
     )
     claim: idempotency.Claim | None = None
+    deferred: set[str] | None = None  # tags to increment with the claim's completion
     try:
         done = run_body(app, state, action, kind, args, bound, pending)  # 8-10
         result, tags, claim = done.result, done.tags, done.claim
@@ -242,7 +243,14 @@ def run(action: Action) -> Response:
         if result.ok:
             tags |= action.tags_for(args)
             if tags:
-                state.tag_versions.bump(tags, reread=kind == "htmx")
+                if (
+                    claim is not None
+                    and not state.caches_fragments  # nothing rendered reads the versions
+                    and idempotency.bumps_with(claim, state.tag_versions)
+                ):
+                    deferred = tags  # one round trip with the completion, below
+                else:
+                    state.tag_versions.bump(tags, reread=kind == "htmx")
                 g._hx_bumped_tags = tags  # cached fragments with these tags are new renders
         if result.kind == "not_found":
             return respond_not_found(app, state, action, kind, bound, result)
@@ -251,14 +259,21 @@ def run(action: Action) -> Response:
         response = done.answer  # built before the commit when it renders no fragments
         if response is None:  # 11-12
             response = responses.success(app, state, action, kind, args, bound, result, tags)
-        if claim is not None and not claim.transactional:
-            claim.complete(response)  # Redis: once the effects happened
+        if claim is not None and not claim.transactional:  # Redis: once the effects happened
+            if deferred:
+                tags_left, deferred = deferred, None
+                idempotency.complete_with_bump(claim, response, state.tag_versions, tags_left)
+            else:
+                claim.complete(response)
         return response
     except (NotFound, ActionRefused):
         raise
     except Exception as error:
         if claim is not None and claim.outcome == "new" and not claim.transactional:
-            claim.complete(None)  # the effects happened, the answer did not (no-op if released)
+            if deferred:  # the effects happened: their tags must move even without an answer
+                idempotency.complete_with_bump(claim, None, state.tag_versions, deferred)
+            else:
+                claim.complete(None)  # the answer did not happen (no-op if released)
         if propagates(app):
             raise
         return handle_exception(app, action, error)
