@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import parse_qsl
 
 import werkzeug.urls  # noqa: F401 - registers the "werkzeug.url_quote" error handler
-from flask import Flask, Request, Response, current_app, g, has_app_context, request
+from flask import Flask, Request, Response, current_app, has_app_context, request
 from werkzeug.exceptions import ClientDisconnected, NotFound, RequestEntityTooLarge
 from werkzeug.sansio.utils import get_content_length
 
 from . import idempotency, oldinput, responses, security, signals
-from .context import flags
+from .context import current_app_object, flags
 from .errors import (
     ActionRefused,
     BoundArgumentsInvalid,
@@ -60,13 +60,13 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 def gate() -> None:
     """Steps 1-3 for requests routed to an action; other requests pass untouched."""
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    app = current_app_object()
     state: HxState = app.extensions["hx_actions"]
     req: Request = request._get_current_object()  # type: ignore[attr-defined]
     action = state.actions.get(req.endpoint or "")
     if action is None:
         return
-    g._hx_action = action
+    flags()["_hx_action"] = action  # g._hx_action
     config = app.config
     limit_request_size(action, config, req)  # 1
     own = security.own_origin(req, config["HX_ACTIONS_ORIGIN"])
@@ -156,7 +156,7 @@ def _read_urlencoded(req: Request) -> bool:
     if environ.get("CONTENT_TYPE", "").partition(";")[0].strip().lower() != _URLENCODED:
         return False
     length = req.content_length  # within the limit: limit_request_size checked it
-    if length is None or current_app.debug:  # debug: Flask's files-access helper wants Werkzeug
+    if length is None or current_app_object().debug:  # debug: Flask's files helper wants Werkzeug
         return False
     data = environ["wsgi.input"].read(length) if length else b""
     if len(data) < length:
@@ -220,7 +220,7 @@ def make_view(action: Action) -> Callable[[], Response]:
 
 def run(action: Action) -> Response:
     """Steps 5-12 of one action request."""
-    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    app: Flask = current_app_object()
     state: HxState = app.extensions["hx_actions"]
     kind = request_kind(request)
     identity = state.identity()
@@ -251,7 +251,7 @@ def run(action: Action) -> Response:
                     deferred = tags  # one round trip with the completion, below
                 else:
                     state.tag_versions.bump(tags, reread=kind == "htmx")
-                g._hx_bumped_tags = tags  # cached fragments with these tags are new renders
+                flags()["_hx_bumped_tags"] = tags  # cached fragments with them are new renders
         if result.kind == "not_found":
             return respond_not_found(app, state, action, kind, bound, result)
         if not result.ok:

@@ -144,7 +144,9 @@ def validate_csrf(app: Flask, data: str | None) -> None:
     time_limit = config.get("WTF_CSRF_TIME_LIMIT", 3600)
     if not data:
         raise ValidationError("The CSRF token is missing.")
-    if field_name not in session:
+    ctx = _cv_request.get(None)
+    current = session if ctx is None else ctx.session  # the proxy, or the session it stands for
+    if field_name not in current:
         raise ValidationError("The CSRF session token is missing.")
     serializer = _CSRF_SERIALIZERS.get(secret_key)
     if serializer is None:
@@ -158,7 +160,7 @@ def validate_csrf(app: Flask, data: str | None) -> None:
         raise ValidationError("The CSRF token has expired.") from e
     except BadData as e:
         raise ValidationError("The CSRF token is invalid.") from e
-    if not hmac.compare_digest(session[field_name], token):
+    if not hmac.compare_digest(current[field_name], token):
         raise ValidationError("The CSRF tokens do not match.")
 
 
