@@ -419,7 +419,8 @@ def _resolve(app: Flask, setting: Any) -> IdempotencyStore | None:
             return None
         # The tag versions' client when they live on the same URL: an action's completion and
         # its tag increments then go in one round trip (see complete_with_bump).
-        versions = app.extensions["hx_actions"].tag_versions
+        state = app.extensions.get("hx_actions")
+        versions: Any = getattr(state, "tag_versions", None)
         shared = versions.client if getattr(versions, "url", None) == url else None
         return RedisStore(shared if shared is not None else url)
     if setting == "sqlalchemy":

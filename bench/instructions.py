@@ -1,0 +1,163 @@
+"""Instructions per request, counted by valgrind: a steadier measure than time on a shared VM.
+
+The bench's requests (the page, the htmx toggle and the no-JS toggle of row 7, built from the page
+the way ``bench/run`` builds them) are sent straight to the app's WSGI callable in process, N times
+after a warm-up; valgrind (callgrind) counts the instructions of the whole run twice, with N and
+with 0 requests, and the difference divided by N is printed. Both runs go in parallel; counts do
+not depend on what else the machine does.
+
+    .venv/bin/python bench/instructions.py                  # library and baseline, every request
+    .venv/bin/python bench/instructions.py --system library --kind htmx -n 300
+
+Needs valgrind (Debian package). ``--run SYSTEM KIND N`` is the inner run valgrind executes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import io
+import os
+import re
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+BENCH = Path(__file__).resolve().parent
+sys.path[:0] = [str(BENCH), str(BENCH / "apps")]
+
+ORIGIN = "http://127.0.0.1:8000"
+KINDS = ("page", "htmx", "plain")
+ROW = 7
+
+
+def environ(method: str, path: str, headers: dict[str, str], body: bytes) -> dict[str, Any]:
+    env: dict[str, Any] = {
+        "REQUEST_METHOD": method,
+        "PATH_INFO": path,
+        "QUERY_STRING": "",
+        "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "8000",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "SCRIPT_NAME": "",
+        "REMOTE_ADDR": "127.0.0.1",
+        "HTTP_HOST": "127.0.0.1:8000",
+        "wsgi.url_scheme": "http",
+        "wsgi.version": (1, 0),
+        "wsgi.multithread": False,
+        "wsgi.multiprocess": True,
+        "wsgi.run_once": False,
+        "wsgi.errors": sys.stderr,
+    }
+    for name, value in headers.items():
+        key = name.upper().replace("-", "_")
+        env[key if key in ("CONTENT_TYPE", "CONTENT_LENGTH") else f"HTTP_{key}"] = value
+    if body:
+        env["CONTENT_LENGTH"] = str(len(body))
+    env["_body"] = body
+    return env
+
+
+def call(app: Any, env: dict[str, Any]) -> tuple[str, list[tuple[str, str]], bytes]:
+    env = dict(env)
+    env["wsgi.input"] = io.BytesIO(env.pop("_body"))
+    started: list[Any] = []
+    result = app(env, lambda status, headers, exc_info=None: started.append((status, headers)))
+    try:
+        body = b"".join(result)
+    finally:
+        getattr(result, "close", lambda: None)()
+    return started[0][0], started[0][1], body
+
+
+def requests(system: str) -> tuple[Any, dict[str, dict[str, Any]]]:
+    """The app of ``system`` and the bench's three requests, as a browser session sends them."""
+    from run import PageParser
+
+    app = importlib.import_module(f"{system}_app").app
+    _, headers, body = call(app, environ("GET", "/", {}, b""))
+    cookie = next((v.split(";")[0] for k, v in headers if k.lower() == "set-cookie"), "")
+    page = PageParser.of(body.decode())
+    form = page.forms[ROW]
+    common = {"Origin": ORIGIN, "Sec-Fetch-Site": "same-origin"}
+    common["Content-Type"] = "application/x-www-form-urlencoded"
+    if cookie:
+        common["Cookie"] = cookie
+    data = urlencode([(n, v) for n, v in form.inputs if n]).encode()
+    htmx = dict(common, **{"HX-Request": "true", "HX-Current-URL": f"{ORIGIN}/"})
+    if form.attrs.get("id"):
+        htmx["HX-Trigger"] = form.attrs["id"]
+    if form.attrs.get("hx-target", "").startswith("#"):
+        htmx["HX-Target"] = form.attrs["hx-target"][1:]
+    if "data-hx-action" in form.attrs:
+        if page.csrf_meta:
+            htmx["X-CSRFToken"] = page.csrf_meta
+        htmx["HX-Actions-Regions"] = page.regions_header(form)
+    action = form.attrs.get("action") or ""
+    return app, {
+        "page": environ("GET", "/", {"Cookie": cookie} if cookie else {}, b""),
+        "htmx": environ("POST", form.attrs.get("hx-post") or action, htmx, data),
+        "plain": environ("POST", action, dict(common, Referer=f"{ORIGIN}/"), data),
+    }
+
+
+def inner(system: str, kind: str, count: int) -> None:
+    app, made = requests(system)
+    env = made[kind]
+    for _ in range(30):  # warm-up: memos, templates, the session
+        call(app, env)
+    for _ in range(count):
+        status, _, _ = call(app, env)
+        if status[:3] not in ("200", "303"):
+            raise SystemExit(f"{system} {kind}: {status}")
+
+
+def counted(system: str, kind: str, count: int) -> int:
+    run = subprocess.run(
+        [
+            "valgrind",
+            "--tool=callgrind",
+            "--callgrind-out-file=/dev/null",
+            sys.executable,
+            __file__,
+            "--run",
+            system,
+            kind,
+            str(count),
+        ],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONHASHSEED="0"),
+        check=False,
+    )
+    match = re.search(r"Collected : (\d+)", run.stderr)
+    if run.returncode != 0 or not match:
+        raise SystemExit(f"valgrind failed ({run.returncode}):\n{run.stderr[-2000:]}")
+    return int(match.group(1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--system", choices=("library", "baseline", "checked"), action="append")
+    parser.add_argument("--kind", choices=KINDS, action="append")
+    parser.add_argument("-n", type=int, default=0, help="requests (default 300, 10 for the page)")
+    parser.add_argument("--run", nargs=3, metavar=("SYSTEM", "KIND", "N"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.run:
+        inner(args.run[0], args.run[1], int(args.run[2]))
+        return
+    for system in args.system or ["baseline", "library"]:
+        for kind in args.kind or list(KINDS):
+            count = args.n or (10 if kind == "page" else 300)
+            with ThreadPoolExecutor(2) as pool:
+                runs = [pool.submit(counted, system, kind, n) for n in (0, count)]
+                base, loaded = (r.result() for r in runs)
+            per = (loaded - base) / count
+            print(f"{system:8} {kind:5} {per:14,.0f} instructions/request (n={count})", flush=True)
+
+
+if __name__ == "__main__":
+    main()
