@@ -12,16 +12,19 @@ HTML still gets its per-render values (CSRF token, idempotency keys) filled in a
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any, Protocol
 
-from flask import g, has_request_context
+from flask import Response, after_this_request, g, has_request_context
 from flask.globals import _cv_request
 
 from .context import flags
+
+log = logging.getLogger("flask_hx_actions")
 
 
 class TagVersions(Protocol):
@@ -202,8 +205,41 @@ class RedisFragmentCache:
         return html
 
     def set(self, key: str, value: str, ttl: int) -> None:
-        self._redis.set(self._prefix + key, value.encode(), ex=max(1, ttl))
-        self._local.set(key, value, max(1, ttl))
+        """Keep ``value`` in process now; in a request, write it to Redis once the answer has
+        been sent (every entry the request made, in one pipeline), so the round trip is not part
+        of the answer's latency. A write that is lost (the worker dies first, Redis fails) costs
+        another worker one render: the entry under a key never changes."""
+        ttl = max(1, ttl)
+        self._local.set(key, value, ttl)
+        entry = (self._prefix + key, value.encode(), ttl)
+        if not has_request_context():
+            self._redis.set(entry[0], entry[1], ex=ttl)
+            return
+        values = flags()
+        pending: list[tuple[str, bytes, int]] | None = values.get("_hx_cache_writes")
+        if pending is None:
+            pending = values["_hx_cache_writes"] = []
+            after_this_request(lambda response: self._after(response, pending))
+        pending.append(entry)
+
+    def _after(self, response: Response, pending: list[tuple[str, bytes, int]]) -> Response:
+        response.call_on_close(lambda: self.write(pending))
+        return response
+
+    def write(self, entries: list[tuple[str, bytes, int]]) -> None:
+        """Write ``(redis key, value, ttl)`` entries in one pipeline (errors are logged)."""
+        if not entries:
+            return
+        try:
+            pipe = self._redis.pipeline(transaction=False)
+            for name, value, ttl in entries:
+                pipe.set(name, value, ex=ttl)
+            pipe.execute()
+        except Exception:
+            log.warning(
+                "could not write %d fragment cache entries to Redis", len(entries), exc_info=True
+            )
+        entries.clear()
 
 
 def make_stores(redis_url: str | None, size: int) -> tuple[TagVersions, FragmentCache]:

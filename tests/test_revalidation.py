@@ -581,3 +581,51 @@ def test_cache_keys_are_remembered_per_parameters_versions_and_scope(app_calls):
     with app.test_request_context():
         session["user"] = "bob"
         assert fragments.cache_key(mine, {"id": 1}) not in (first, bumped)
+
+
+def test_redis_fragment_cache_writes_after_the_answer_is_sent(redis_url):
+    """In a request, a cached fragment is kept in process at once and written to Redis (in one
+    pipeline) when the response closes, after its bytes went out; outside a request, at once."""
+    import redis
+
+    app, calls = make_app(HX_ACTIONS_REDIS_URL=redis_url)
+    state = app.extensions["hx_actions"]
+    client = redis.Redis.from_url(redis_url)
+    sent: list[str] = []
+    original_set = state.fragment_cache.write
+
+    def spy(entries: list[tuple[str, bytes, int]]) -> None:
+        sent.append(f"{len(entries)} at close")
+        original_set(entries)
+
+    state.fragment_cache.write = spy
+    response = app.test_client().get("/_hx/fragments/widgets", buffered=False)
+    assert response.status_code == 200 and calls["widgets"] == 1
+    assert sent == []  # not written while the answer is still being sent
+    assert not client.keys("hx-actions:fragment:*")
+    response.close()
+    assert sent == ["1 at close"]
+    assert len(client.keys("hx-actions:fragment:*")) == 1
+    other, other_calls = make_app(HX_ACTIONS_REDIS_URL=redis_url)  # another worker
+    assert other.test_client().get("/_hx/fragments/widgets").status_code == 200
+    assert other_calls["widgets"] == 0  # served from Redis
+    with app.app_context():  # no request: written at once
+        state.fragment_cache.set("direct", "<p>x</p>", ttl=30)
+    assert client.get("hx-actions:fragment:direct") == b"<p>x</p>"
+    client.close()
+
+
+def test_a_failed_fragment_cache_write_is_logged_not_raised(redis_url, caplog):
+    app, _ = make_app(HX_ACTIONS_REDIS_URL=redis_url)
+    cache = app.extensions["hx_actions"].fragment_cache
+
+    class Broken:
+        def pipeline(self, **kwargs: Any) -> Any:
+            raise ConnectionError("Redis went away")
+
+    cache._redis = Broken()
+    entries = [("hx-actions:fragment:k", b"x", 30)]
+    with caplog.at_level("WARNING", logger="flask_hx_actions"):
+        cache.write(entries)
+    assert "could not write 1 fragment cache entries" in caplog.text
+    assert entries == []
