@@ -121,23 +121,37 @@ def test_claim_then_one_round_trip_for_the_answer_and_the_tags(
     assert versions(app, tag, f"{tag}:7") == [before[0] + 1, before[1] + 1]
 
 
+def replace_combined_call(app: Flask, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Make the store's one-round-trip completion raise; the list returned records its calls."""
+    with app.app_context():
+        store = store_for(app)
+    calls: list[str] = []
+
+    def raising(*args: Any, **kwargs: Any) -> None:
+        calls.append("combined")
+        raise ConnectionError("lost the connection")
+
+    monkeypatch.setattr(store, "_complete_and_bump", raising)
+    return calls
+
+
+def submit_twice(client: Any, key: str) -> tuple[Any, Any]:
+    """Toggle row 7 twice with the same key: the second answer is a replay."""
+    first = client.submit("things.add", {"_hx_key": key}, bind={"id": 7}, htmx=True)
+    again = client.submit("things.add", {"_hx_key": key}, bind={"id": 7}, htmx=True)
+    return first, again
+
+
 def test_with_cached_fragments_the_tags_move_before_the_answer_renders(
     redis_url: str, tag: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     app = make_app(redis_url, cached=True, tag=tag)
     try:
-        client = app.test_client()
-        with app.app_context():
-            store = store_for(app)
-
-        def combined(*args: Any, **kwargs: Any) -> None:
-            raise AssertionError("cached renders need the new versions before they render")
-
-        monkeypatch.setattr(store, "_complete_and_bump", combined)
-        answer = client.submit("things.add", {"_hx_key": "key-0000002"}, bind={"id": 7}, htmx=True)
-        assert answer.status_code == 200
+        calls = replace_combined_call(app, monkeypatch)
+        first, again = submit_twice(app.test_client(), "key-0000002")
+        assert calls == []  # cached renders need the new versions before they render
+        assert first.status_code == 200
         assert versions(app, f"{tag}:7") == [1]
-        again = client.submit("things.add", {"_hx_key": "key-0000002"}, bind={"id": 7}, htmx=True)
         assert again.headers[REPLAYED_HEADER] == "true"
     finally:
         app.extensions["hx_actions"].tag_versions.client.close()
@@ -148,17 +162,11 @@ def test_when_the_combined_call_fails_the_tags_still_move(
 ) -> None:
     client = app.test_client()
     client.submit("things.add", {"_hx_key": "warm-up-key-1"}, bind={"id": 1}, htmx=True)
-    with app.app_context():
-        store = store_for(app)
-
-    def broken(*args: Any, **kwargs: Any) -> None:
-        raise ConnectionError("lost the connection")
-
-    monkeypatch.setattr(store, "_complete_and_bump", broken)
-    first = client.submit("things.add", {"_hx_key": "key-0000003"}, bind={"id": 7}, htmx=True)
+    calls = replace_combined_call(app, monkeypatch)
+    first, again = submit_twice(client, "key-0000003")
+    assert calls == ["combined"]
     assert first.status_code == 200
     assert versions(app, f"{tag}:7") == [1]
-    again = client.submit("things.add", {"_hx_key": "key-0000003"}, bind={"id": 7}, htmx=True)
     assert again.headers[REPLAYED_HEADER] == "true"  # completed the ordinary way
     assert app.extensions["calls"]["add"] == 2
 
