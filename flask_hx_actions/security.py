@@ -144,8 +144,7 @@ def validate_csrf(app: Flask, data: str | None) -> None:
     time_limit = config.get("WTF_CSRF_TIME_LIMIT", 3600)
     if not data:
         raise ValidationError("The CSRF token is missing.")
-    ctx = _cv_request.get(None)
-    current = session if ctx is None else ctx.session  # the proxy, or the session it stands for
+    current = current_session()
     if field_name not in current:
         raise ValidationError("The CSRF session token is missing.")
     serializer = _CSRF_SERIALIZERS.get(secret_key)
@@ -175,6 +174,13 @@ _KEYS_PER_BLOCK = 128
 _keys: list[str] = []
 
 
+def current_session() -> Any:
+    """The session of this request without its proxy (the proxy itself outside a request, for
+    its usual error)."""
+    ctx = _cv_request.get(None)
+    return session if ctx is None else ctx.session
+
+
 def fresh_key() -> str:
     """A new random idempotency key (22 URL-safe characters, like ``token_urlsafe(16)``)."""
     try:
@@ -198,8 +204,7 @@ def session_id() -> str:
 
     Pages call it when they render a form, so the session exists before the first submit: an
     anonymous user's retried submit then finds its idempotency key under the same session."""
-    ctx = _cv_request.get(None)
-    current = session if ctx is None else ctx.session  # the proxy, or the session it stands for
+    current = current_session()
     sid = current.get(_SESSION_ID_KEY)
     if sid is None:
         sid = secrets.token_urlsafe(12)
