@@ -24,27 +24,28 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 BENCH = Path(__file__).resolve().parent
 sys.path[:0] = [str(BENCH), str(BENCH / "apps")]
 
-ORIGIN = "http://127.0.0.1:8000"
+PORT = 8000  # the Host the requests name; nothing listens there
 KINDS = ("page", "htmx", "plain")
 ROW = 7
 
 
-def environ(method: str, path: str, headers: dict[str, str], body: bytes) -> dict[str, Any]:
+def environ(req: Any) -> dict[str, Any]:
+    """The WSGI environ of a ``run.Request`` (as gunicorn would build it)."""
+    body = req.body.encode()
     env: dict[str, Any] = {
-        "REQUEST_METHOD": method,
-        "PATH_INFO": path,
+        "REQUEST_METHOD": req.method,
+        "PATH_INFO": req.path,
         "QUERY_STRING": "",
         "SERVER_NAME": "127.0.0.1",
-        "SERVER_PORT": "8000",
+        "SERVER_PORT": str(PORT),
         "SERVER_PROTOCOL": "HTTP/1.1",
         "SCRIPT_NAME": "",
         "REMOTE_ADDR": "127.0.0.1",
-        "HTTP_HOST": "127.0.0.1:8000",
+        "HTTP_HOST": f"127.0.0.1:{PORT}",
         "wsgi.url_scheme": "http",
         "wsgi.version": (1, 0),
         "wsgi.multithread": False,
@@ -52,7 +53,7 @@ def environ(method: str, path: str, headers: dict[str, str], body: bytes) -> dic
         "wsgi.run_once": False,
         "wsgi.errors": sys.stderr,
     }
-    for name, value in headers.items():
+    for name, value in req.headers.items():
         key = name.upper().replace("-", "_")
         env[key if key in ("CONTENT_TYPE", "CONTENT_LENGTH") else f"HTTP_{key}"] = value
     if body:
@@ -74,33 +75,19 @@ def call(app: Any, env: dict[str, Any]) -> tuple[str, list[tuple[str, str]], byt
 
 
 def requests(system: str) -> tuple[Any, dict[str, dict[str, Any]]]:
-    """The app of ``system`` and the bench's three requests, as a browser session sends them."""
-    from run import PageParser
+    """The app of ``system`` and the bench's three requests, built by ``run.Browser`` from the
+    page the app served (with its session cookie), as ``bench/run`` builds them."""
+    from run import Browser, PageParser
 
     app = importlib.import_module(f"{system}_app").app
-    _, headers, body = call(app, environ("GET", "/", {}, b""))
-    cookie = next((v.split(";")[0] for k, v in headers if k.lower() == "set-cookie"), "")
-    page = PageParser.of(body.decode())
-    form = page.forms[ROW]
-    common = {"Origin": ORIGIN, "Sec-Fetch-Site": "same-origin"}
-    common["Content-Type"] = "application/x-www-form-urlencoded"
-    if cookie:
-        common["Cookie"] = cookie
-    data = urlencode([(n, v) for n, v in form.inputs if n]).encode()
-    htmx = dict(common, **{"HX-Request": "true", "HX-Current-URL": f"{ORIGIN}/"})
-    if form.attrs.get("id"):
-        htmx["HX-Trigger"] = form.attrs["id"]
-    if form.attrs.get("hx-target", "").startswith("#"):
-        htmx["HX-Target"] = form.attrs["hx-target"][1:]
-    if "data-hx-action" in form.attrs:
-        if page.csrf_meta:
-            htmx["X-CSRFToken"] = page.csrf_meta
-        htmx["HX-Actions-Regions"] = page.regions_header(form)
-    action = form.attrs.get("action") or ""
+    browser = Browser(system, PORT)
+    _, headers, body = call(app, environ(browser.get_page()))
+    browser.cookie = next((v.split(";")[0] for k, v in headers if k.lower() == "set-cookie"), "")
+    browser.page = PageParser.of(body.decode())
     return app, {
-        "page": environ("GET", "/", {"Cookie": cookie} if cookie else {}, b""),
-        "htmx": environ("POST", form.attrs.get("hx-post") or action, htmx, data),
-        "plain": environ("POST", action, dict(common, Referer=f"{ORIGIN}/"), data),
+        "page": environ(browser.get_page()),
+        "htmx": environ(browser.htmx_toggle(ROW)),
+        "plain": environ(browser.plain_toggle(ROW)),
     }
 
 

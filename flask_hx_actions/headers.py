@@ -48,15 +48,7 @@ def request_header(environ: Mapping[str, Any], name: str) -> str | None:
     """``request.headers.get(name)``, read from the environ: ``EnvironHeaders.get`` raises and
     catches a ``BadRequestKeyError`` for every header the request does not carry, which costs
     more than the lookup (an action request asks for several absent headers)."""
-    key = _KEYS.get(name)
-    if key is None:
-        key = environ_key(name)
-        if len(_KEYS) < 256:
-            _KEYS[name] = key
-    return environ.get(key)
-
-
-_KEYS: dict[str, str] = {}
+    return environ.get(environ_key(name))
 
 
 def _first(headers: Iterable[tuple[str, str]], lower_name: str) -> str | None:
