@@ -198,7 +198,9 @@ _trusted_cache: dict[tuple[str, ...], frozenset[str]] = {}
 
 
 def _trusted(config: Mapping[str, Any]) -> frozenset[str]:
-    key = tuple(config["HX_ACTIONS_TRUSTED_ORIGINS"] or ())
+    value = config["HX_ACTIONS_TRUSTED_ORIGINS"] or ()
+    # One origin may be given as a plain string (not read as a sequence of characters).
+    key = (value,) if isinstance(value, str) else tuple(value)
     found = _trusted_cache.get(key)
     if found is None:
         found = _trusted_cache[key] = security.trusted_origins(key)

@@ -188,6 +188,22 @@ def test_trusted_origin_passes_the_gate(tmp_path, headers):
         assert h.calls["add"] == 1
 
 
+def test_a_single_trusted_origin_may_be_given_as_a_string(tmp_path):
+    # The README's example value is one origin; a string must not be read as its characters.
+    with contract_app(tmp_path / "t.db", HX_ACTIONS_TRUSTED_ORIGINS="https://admin.example") as h:
+        client = h.client()
+        fields = {**_fields(h, client), "title": "x"}
+        headers = {"Origin": "https://admin.example", "Sec-Fetch-Site": "same-site"}
+        response = client.post("/items/add", data=fields, headers=headers)
+        assert response.status_code == 303
+        assert h.calls["add"] == 1
+        other = {"Origin": "https://evil.example", "Sec-Fetch-Site": "same-site", **JSON}
+        fields = {**_fields(h, client), "title": "y"}
+        refused = client.post("/items/add", data=fields, headers=other)
+        assert refused.status_code == 403
+        assert h.calls["add"] == 1
+
+
 def test_trusted_origin_does_not_relax_cross_site(tmp_path):
     trusted = ["https://admin.example"]
     with contract_app(tmp_path / "t.db", HX_ACTIONS_TRUSTED_ORIGINS=trusted) as h:
