@@ -142,6 +142,23 @@ def test_the_macros_file_offers_the_same_helpers(harness):
     assert_golden("action_form_call_block", html)
 
 
+def test_the_macros_take_positional_arguments_like_the_globals(harness):
+    # field(name, label=None, type="text", **attrs): the macro passes on what the global takes.
+    html = render(
+        harness,
+        '{% from "hx_actions/macros.html" import action_form, field %}'
+        '{% call action_form("items.add") %}{{ field("title", "Title") }}'
+        "<button>Add</button>{% endcall %}",
+    )
+    assert_golden("action_form_call_block", html)
+    typed = render(
+        harness,
+        '{% from "hx_actions/macros.html" import action_form, field %}'
+        '{% call action_form("items.profile") %}{{ field("bio", "Bio", "textarea") }}{% endcall %}',
+    )
+    assert '<label for="hx-items-profile-bio">Bio</label><textarea' in typed
+
+
 # -- fields --------------------------------------------------------------------------------------
 
 FIELDS = (
