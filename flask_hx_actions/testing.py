@@ -64,11 +64,15 @@ class ActionClient(FlaskClient):
         :param htmx: send ``HX-Request`` (and ``HX-Trigger`` with the form's id).
         :param json: ask for JSON (``Accept: application/json``).
         :param regions: the ``HX-Actions-Regions`` header hx-actions.js would send.
+        :param headers: more request headers. With an ``Idempotency-Key`` header the form
+            carries no ``_hx_key`` of its own (as a script sends it), unless ``data`` has one.
         """
         app: Flask = self.application
         state = app.extensions["hx_actions"]
         action = state.actions[endpoint]
         form = self.hidden_fields(endpoint, bind)
+        if any(name.lower() == "idempotency-key" for name in headers or {}):
+            del form["_hx_key"]
         form.update(data or {})
         with app.test_request_context():
             url = action_url(state, endpoint)

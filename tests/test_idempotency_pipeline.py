@@ -64,6 +64,18 @@ def test_header_key_works_like_the_field(harness: Harness) -> None:
     assert harness.calls["add"] == 1
 
 
+def test_test_client_sends_a_header_key_like_a_script(harness: Harness) -> None:
+    # A script sends Idempotency-Key and no _hx_key: ActionClient.submit(headers=...) does too.
+    client = harness.client()
+    answers = [
+        client.submit("items.add", {"title": "A"}, json=True, headers={"Idempotency-Key": KEY})
+        for _ in range(2)
+    ]
+    assert [a.status_code for a in answers] == [200, 200]
+    assert answers[1].headers[REPLAYED_HEADER] == "true"
+    assert harness.calls["add"] == 1
+
+
 def test_same_key_with_other_input_is_422(harness: Harness) -> None:
     client = harness.client()
     client.submit("items.add", {"title": "Milk", "_hx_key": KEY}, json=True)
