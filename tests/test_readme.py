@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -11,7 +12,8 @@ from flask_hx_actions import HxActions
 from flask_hx_actions.extension import DEFAULTS
 from flask_hx_actions.testing import ActionClient
 
-README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+README_DIR = Path(__file__).resolve().parent.parent
+README = (README_DIR / "README.md").read_text()
 
 
 def _quickstart(tmp_path: Path) -> Flask:
@@ -59,10 +61,55 @@ def test_quickstart_answers_htmx_with_the_list_out_of_band(tmp_path):
     assert bad.status_code == 422
 
 
+def test_quickstart_keeps_errors_and_typed_values_after_a_failed_plain_submit(tmp_path):
+    app = _quickstart(tmp_path)
+    client = app.test_client()
+    client.get("/")
+    typed = "x" * 101  # over the schema's max=100
+    response = client.submit("todos.add", {"title": typed}, referrer="http://localhost/")
+    assert response.status_code == 303
+    assert response.headers["Location"] == "/"
+    page = client.get("/").text
+    assert 'class="hx-errors" role="alert"' in page
+    assert "Length must be between 1 and 100." in page
+    assert f'aria-invalid="true" value="{typed}"' in page
+    assert "Length must be between" not in client.get("/").text  # shown once
+
+
+def test_quickstart_htmx_answer_without_the_regions_header_is_the_list_alone(tmp_path):
+    # Without hx-actions.js's HX-Actions-Regions header every invalidated non-parametrised
+    # region is sent: here the list, out-of-band, and nothing else.
+    app = _quickstart(tmp_path)
+    client = app.test_client()
+    client.get("/")
+    response = client.submit("todos.add", {"title": "Tea"}, htmx=True)
+    assert response.status_code == 200
+    assert response.headers["HX-Reswap"] == "none"
+    assert response.text == (
+        '<div id="todo-list" data-hx-fragment="todo-list" hx-swap-oob="true">'
+        "<ul><li>Tea</li></ul></div>"
+    )
+
+
+def _table_rows() -> dict[str, str]:
+    table = README.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `(HX_ACTIONS_\w+)` \| `([^`]*)`", table, re.M)
+    return dict(rows)
+
+
 def test_every_setting_is_in_the_readme_table_with_its_default():
-    table = README.split("## Configuration", 1)[1]
-    for key in DEFAULTS:
-        assert f"| `{key}` |" in table, key
+    rows = _table_rows()
+    for key, default in DEFAULTS.items():
+        assert key in rows, key
+        assert ast.literal_eval(rows[key]) == default, (key, rows[key], default)
+    assert set(rows) == set(DEFAULTS)
+
+
+def test_every_setting_the_docs_name_exists():
+    docs = README + (README_DIR / "docs" / "wire.md").read_text()
+    named = set(re.findall(r"HX_ACTIONS_[A-Z_]*[A-Z]", docs))
+    test_only = {"HX_ACTIONS_REQUIRE_SERVICES"}  # read by the test suite, not the library
+    assert named - test_only <= set(DEFAULTS), named - test_only - set(DEFAULTS)
 
 
 def test_session_cookie_defaults_to_samesite_lax_unless_the_app_chose():
