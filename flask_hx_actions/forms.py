@@ -171,12 +171,17 @@ def _marks(app: Any) -> _Marks:
     return marks
 
 
-def fill_placeholders(html: str) -> str:
+def has_placeholders(app: Any, html: str) -> bool:
+    """True when ``html`` (a cached fragment) holds markers: it renders an action form."""
+    return _marks(app).stem in html
+
+
+def fill_placeholders(html: str, *, marked: bool = False) -> str:
     """Cached HTML with its markers replaced: a fresh idempotency key for each key marker, this
-    request's CSRF token for each token marker."""
+    request's CSRF token for each token marker. ``marked``: :func:`has_placeholders` said so."""
     app = current_app_object()
     marks = _marks(app)
-    if marks.stem not in html:
+    if not marked and marks.stem not in html:
         return html
     pieces = html.split(marks.key)
     if len(pieces) > 1:

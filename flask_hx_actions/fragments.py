@@ -386,13 +386,20 @@ def cached_inner(
     """The fragment's HTML from the cache, with per-render values (CSRF token, idempotency keys)
     filled in now: cached HTML holds placeholders for them. A fragment one of whose tags this
     request bumped is not looked up: its key is new (unless another worker rendered it in the
-    meantime, which costs one render more)."""
+    meantime, which costs one render more).
+
+    Inside the render of another cached fragment the placeholders are left for that one to fill
+    when it is served (its cached HTML must not keep this render's token and keys), and HTML
+    served from the cache tells the caller it holds a form, as rendering it would have."""
     app = current_app_object()
     state = app.extensions["hx_actions"]
     tags = fragment.tags(params) if tags is None else tags
     key = cache_key(fragment, params, tags)
-    bumped = flags().get("_hx_bumped_tags")
-    html = None if bumped and not bumped.isdisjoint(tags) else state.fragment_cache.get(key)
+    values = flags()
+    bumped = values.get("_hx_bumped_tags")
+    html: str | None = (
+        None if bumped and not bumped.isdisjoint(tags) else state.fragment_cache.get(key)
+    )
     if html is None:
         previous, previous_form = g.get("_hx_placeholders"), g.get("_hx_form_rendered", False)
         g._hx_placeholders = True
@@ -411,7 +418,16 @@ def cached_inner(
                     "bound arguments belong to one session: use cache='user', not 'global'."
                 )
         state.fragment_cache.set(key, html, int(app.config["HX_ACTIONS_FRAGMENT_CACHE_TTL"]))
-    return forms.fill_placeholders(html)
+        if values.get("_hx_placeholders"):
+            return html
+        return forms.fill_placeholders(html)
+    if not forms.has_placeholders(app, html):
+        return html
+    values["_hx_form_rendered"] = True
+    state.fragment_forms.add(fragment.name)
+    if values.get("_hx_placeholders"):
+        return html
+    return forms.fill_placeholders(html, marked=True)
 
 
 def parse_region_token(token: str) -> tuple[str, dict[str, str]]:

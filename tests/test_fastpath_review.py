@@ -1,0 +1,100 @@
+"""Security review of the hot path's memos and shortcuts: each must answer as the slow path
+would, and no per-user or per-render value may reach another user or another render."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from flask import Flask, session
+from jinja2 import DictLoader
+
+from flask_hx_actions import ActionsBlueprint, HxActions
+from flask_hx_actions.testing import ActionClient
+
+KEY = re.compile(r'name="_hx_key" value="([^"]+)"')
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+BOUND = re.compile(r'name="_hx_bound" value="([^"]+)"')
+
+TEMPLATES = {
+    "row.html": "{{ title }}{{ action_form('t.toggle', bind={'id': id}, label='Toggle') }}",
+    "board.html": "<h1>board</h1>{{ fragment('row', id=1) }}",
+}
+
+
+def make_app(outer_cache: str | None, **config: Any) -> Flask:
+    """A user-cached fragment holding a form (``row``) inside another cached one (``board``)."""
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY="review", TESTING=True, ROW_RENDERS=0, **config)
+    app.test_client_class = ActionClient
+    app.jinja_loader = DictLoader(TEMPLATES)
+    HxActions(app, identity=lambda: session.get("user"))
+    bp = ActionsBlueprint("t", __name__, url_prefix="/t")
+
+    @bp.action("toggle", tags=lambda id: [f"row:{id}"])
+    def toggle(id: int) -> None:
+        pass
+
+    @bp.fragment("row", template="row.html", tags=lambda id: [f"row:{id}"], cache="user")
+    def row(id: int) -> dict[str, Any]:
+        app.config["ROW_RENDERS"] += 1
+        return {"id": id, "title": f"row {id}"}
+
+    @bp.fragment("board", template="board.html", tags=["board"], cache=outer_cache)  # type: ignore[arg-type]
+    def board() -> dict[str, Any]:
+        return {}
+
+    app.register_blueprint(bp)
+
+    @app.get("/login/<user>")
+    def login(user: str) -> str:
+        session["user"] = user
+        return "ok"
+
+    return app
+
+
+def test_global_fragment_around_a_cached_form_fragment_is_refused_even_on_a_cache_hit() -> None:
+    """The inner fragment served from the cache held alice's CSRF token, idempotency key and
+    bound token; a global fragment around it would have cached them for every user."""
+    app = make_app("global")
+    alice, bob = app.test_client(), app.test_client()
+    alice.get("/login/alice")
+    bob.get("/login/bob")
+    assert alice.get("/_hx/fragments/row?id=1").status_code == 200  # now in the cache
+    with pytest.raises(TypeError, match="cache='user'"):
+        alice.get("/_hx/fragments/board")
+    with pytest.raises(TypeError, match="cache='user'"):
+        bob.get("/_hx/fragments/board")
+
+
+def test_user_fragment_around_a_cached_form_fragment_gets_fresh_keys_each_time() -> None:
+    app = make_app("user")
+    client = app.test_client()
+    client.get("/login/alice")
+    client.get("/_hx/fragments/row?id=1")  # the inner fragment is cached first
+    first = client.get("/_hx/fragments/board").text
+    second = client.get("/_hx/fragments/board").text  # the outer one from the cache
+    assert KEY.search(first).group(1) != KEY.search(second).group(1)
+    assert "ETag" not in client.get("/_hx/fragments/board").headers
+
+
+def test_form_fragment_served_from_another_workers_cache_gets_no_etag(redis_url: str) -> None:
+    """A worker that never rendered the fragment itself serves it from Redis: its idempotency
+    key must still be fresh on every request, so no ETag and no 304."""
+    first = make_app(None, HX_ACTIONS_REDIS_URL=redis_url)
+    second = make_app(None, HX_ACTIONS_REDIS_URL=redis_url)
+    a = first.test_client()
+    a.get("/login/alice")
+    rendered = a.get("/_hx/fragments/row?id=1")
+    assert "ETag" not in rendered.headers
+    rendered.close()  # the server has sent it: the entry is written to Redis now
+    b = second.test_client()
+    b.set_cookie("session", a.get_cookie("session").value)
+    served = b.get("/_hx/fragments/row?id=1")
+    assert KEY.search(served.text)
+    assert second.config["ROW_RENDERS"] == 0  # served from Redis, not rendered here
+    assert "ETag" not in served.headers
+    again = b.get("/_hx/fragments/row?id=1", headers={"If-None-Match": "*"})
+    assert again.status_code == 200
