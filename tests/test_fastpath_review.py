@@ -98,3 +98,50 @@ def test_form_fragment_served_from_another_workers_cache_gets_no_etag(redis_url:
     assert "ETag" not in served.headers
     again = b.get("/_hx/fragments/row?id=1", headers={"If-None-Match": "*"})
     assert again.status_code == 200
+
+
+# -- signing memos: what a remembered token gives back is what decoding it gives -----------------
+
+
+def test_session_with_non_string_keys_reads_back_as_flasks_does() -> None:
+    """JSON turns a session key ``1`` into ``"1"``: a cookie this worker signed and reads back
+    from its memo must give the same dict as decoding the cookie."""
+    from flask.sessions import SecureCookieSessionInterface
+
+    answers = []
+    for fast in (True, False):
+        app = Flask(__name__)
+        app.config.update(SECRET_KEY="review", HX_ACTIONS_FAST_SESSION=fast)
+        HxActions(app)
+        assert (type(app.session_interface) is SecureCookieSessionInterface) is not fast
+
+        @app.get("/set")
+        def set_() -> str:
+            session[1] = "one"  # type: ignore[index]
+            return "ok"
+
+        @app.get("/get")
+        def get() -> str:
+            return repr(sorted((repr(k), v) for k, v in session.items()))
+
+        client = app.test_client()
+        client.get("/set")
+        answers.append(client.get("/get").text)
+    assert answers[0] == answers[1] == repr([("'1'", "one")])
+
+
+def test_bound_negative_zero_is_not_served_the_token_of_zero() -> None:
+    """``0.0 == -0.0`` (and their hashes are equal): the reuse memo must not take one for the
+    other, since their tokens carry different JSON."""
+    import math
+
+    from flask_hx_actions import security
+
+    app = make_app(None)
+    with app.test_request_context("/"):
+        binding = security.session_binding(None)
+        zero = security.sign_bound(app, "t.toggle", {"id": 0.0}, binding)
+        minus = security.sign_bound(app, "t.toggle", {"id": -0.0}, binding)
+        value = security.verify_bound(app, "t.toggle", minus, binding, 60)["id"]
+        assert zero != minus
+        assert math.copysign(1.0, value) == -1.0
