@@ -559,6 +559,8 @@ def fragment(name: str, *, lazy: bool = False, **params: Any) -> Markup:
     state = _hx_state()
     frag = state.fragment(name)
     params = frag.check_params(params)
+    if frag.per_user:  # a cached fragment around this one checks it (fragments.cached_inner)
+        flags()["_hx_per_user"] = name
     if (frag.login_required or frag.authorize is not None) and not frag.allowed(
         params, state.identity()
     ):

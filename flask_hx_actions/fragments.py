@@ -79,6 +79,9 @@ class Fragment:
     _quoted: Mapping[str, str] = field(init=False, repr=False, compare=False)
     _sync: bool = field(init=False, repr=False, compare=False)
     _authorize_params: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    #: What this fragment shows depends on the user (``cache="user"``, ``login_required=``,
+    #: ``authorize=``): a ``cache="global"`` fragment must not render it.
+    per_user: bool = field(init=False, repr=False, compare=False)
     #: (parameters, tags, oob) -> the region's opening tag and DOM id, for rows rendered again
     #: and again (bounded, oldest out first).
     _heads: dict[tuple[Any, ...], tuple[str, str]] = field(init=False, repr=False, compare=False)
@@ -92,6 +95,11 @@ class Fragment:
         setattr_(self, "_sync", not inspect.iscoroutinefunction(self.func))
         setattr_(self, "_authorize_params", _param_names(self.authorize) if self.authorize else ())
         setattr_(self, "_heads", {})
+        setattr_(
+            self,
+            "per_user",
+            self.cache == "user" or self.login_required or self.authorize is not None,
+        )
 
     @classmethod
     def build(
@@ -402,14 +410,23 @@ def cached_inner(
     )
     if html is None:
         previous, previous_form = g.get("_hx_placeholders"), g.get("_hx_form_rendered", False)
+        previous_user = values.get("_hx_per_user")
         g._hx_placeholders = True
         g._hx_form_rendered = False
+        values["_hx_per_user"] = None
         try:
             html = fragment.render_inner(params)
         finally:
             g._hx_placeholders = previous
             has_form = g.get("_hx_form_rendered", False)
             g._hx_form_rendered = previous_form or has_form
+            per_user = values.get("_hx_per_user")
+            values["_hx_per_user"] = previous_user or per_user
+        if per_user is not None and fragment.cache == "global":
+            raise TypeError(
+                f"fragment {fragment.name!r} (cache='global') renders fragment {per_user!r},"
+                " whose content depends on the user: cache it with cache='user' or not at all."
+            )
         if has_form:
             state.fragment_forms.add(fragment.name)
             if fragment.cache == "global":

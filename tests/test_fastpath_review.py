@@ -145,3 +145,58 @@ def test_bound_negative_zero_is_not_served_the_token_of_zero() -> None:
         value = security.verify_bound(app, "t.toggle", minus, binding, 60)["id"]
         assert zero != minus
         assert math.copysign(1.0, value) == -1.0
+
+
+# -- a global fragment holds nothing that belongs to one user ----------------------------------
+
+SCOPED = {
+    "hello.html": "hello {{ user }}",
+    "page.html": "<h1>page</h1>{{ fragment(inner) }}",
+}
+
+
+def scoped_app(**inner: Any) -> Flask:
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY="review", TESTING=True)
+    app.jinja_loader = DictLoader(SCOPED)
+    HxActions(app, identity=lambda: session.get("user"))
+    bp = ActionsBlueprint("s", __name__, url_prefix="/s")
+
+    @bp.fragment("hello", template="hello.html", tags=["hello"], **inner)
+    def hello() -> dict[str, Any]:
+        return {"user": session.get("user")}
+
+    @bp.fragment("page", template="page.html", tags=["page"], cache="global")
+    def page() -> dict[str, Any]:
+        return {"inner": "hello"}
+
+    app.register_blueprint(bp)
+
+    @app.get("/login/<user>")
+    def login(user: str) -> str:
+        session["user"] = user
+        return "ok"
+
+    return app
+
+
+@pytest.mark.parametrize(
+    "inner",
+    [
+        {"cache": "user"},
+        {"login_required": True},
+        {"authorize": lambda: session.get("user") == "alice"},
+    ],
+    ids=["cache-user", "login-required", "authorize"],
+)
+def test_a_global_fragment_around_a_per_user_fragment_is_refused(inner: dict[str, Any]) -> None:
+    app = scoped_app(**inner)
+    alice, bob = app.test_client(), app.test_client()
+    alice.get("/login/alice")
+    bob.get("/login/bob")
+    if "cache" in inner:
+        assert "hello alice" in alice.get("/_hx/fragments/hello").text  # cached for alice
+    with pytest.raises(TypeError, match="cache='global'"):
+        alice.get("/_hx/fragments/page")
+    with pytest.raises(TypeError, match="cache='global'"):
+        bob.get("/_hx/fragments/page")
