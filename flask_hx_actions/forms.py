@@ -140,11 +140,17 @@ def _action(state: HxState, endpoint: str) -> Action:
         ) from None
 
 
+#: Entries of the per-(endpoint, script root) memos (``state.url_cache``, ``state.form_plans``):
+#: the script root comes from the environ (``SCRIPT_NAME``, a proxy's prefix), so they are bounded.
+_PLANS_MAX = 2048
+
+
 def action_url(state: HxState, endpoint: str) -> str:
     key = (endpoint, request.script_root)
     url = state.url_cache.get(key)
     if url is None:
-        url = state.url_cache[key] = url_for(endpoint)
+        url = url_for(endpoint)
+        remember(state.url_cache, key, url, _PLANS_MAX)
     return url
 
 
@@ -304,7 +310,8 @@ def _plan(state: HxState, endpoint: str, script_root: str | None = None) -> _For
     plan: _FormPlan | None = state.form_plans.get(key)
     if plan is None:
         action = _action(state, endpoint)
-        plan = state.form_plans[key] = _FormPlan(state, action, action_url(state, endpoint))
+        plan = _FormPlan(state, action, action_url(state, endpoint))
+        remember(state.form_plans, key, plan, _PLANS_MAX)
     return plan
 
 

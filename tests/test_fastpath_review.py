@@ -200,3 +200,21 @@ def test_a_global_fragment_around_a_per_user_fragment_is_refused(inner: dict[str
         alice.get("/_hx/fragments/page")
     with pytest.raises(TypeError, match="cache='global'"):
         bob.get("/_hx/fragments/page")
+
+
+def test_form_memos_stay_bounded_whatever_the_script_root() -> None:
+    """The script root comes from the environ (a proxy's ``X-Forwarded-Prefix`` through
+    ``ProxyFix``, gunicorn's ``SCRIPT_NAME``): one memo entry per value must not grow without
+    bound."""
+    from flask import render_template_string
+
+    from flask_hx_actions import forms
+
+    app = make_app(None)
+    state = app.extensions["hx_actions"]
+    for i in range(forms._PLANS_MAX + 100):
+        with app.test_request_context("/", base_url=f"http://localhost/p{i}/"):
+            html = render_template_string("{{ action_form('t.toggle', bind={'id': 1}) }}")
+            assert f'action="/p{i}/t/toggle"' in html
+    assert len(state.form_plans) <= forms._PLANS_MAX
+    assert len(state.url_cache) <= forms._PLANS_MAX
