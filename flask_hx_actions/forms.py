@@ -140,11 +140,17 @@ def _action(state: HxState, endpoint: str) -> Action:
         ) from None
 
 
+#: Entries of the per-(endpoint, script root) memos (``state.url_cache``, ``state.form_plans``):
+#: the script root comes from the environ (``SCRIPT_NAME``, a proxy's prefix), so they are bounded.
+_PLANS_MAX = 2048
+
+
 def action_url(state: HxState, endpoint: str) -> str:
     key = (endpoint, request.script_root)
     url = state.url_cache.get(key)
     if url is None:
-        url = state.url_cache[key] = url_for(endpoint)
+        url = url_for(endpoint)
+        remember(state.url_cache, key, url, _PLANS_MAX)
     return url
 
 
@@ -171,12 +177,17 @@ def _marks(app: Any) -> _Marks:
     return marks
 
 
-def fill_placeholders(html: str) -> str:
+def has_placeholders(app: Any, html: str) -> bool:
+    """True when ``html`` (a cached fragment) holds markers: it renders an action form."""
+    return _marks(app).stem in html
+
+
+def fill_placeholders(html: str, *, marked: bool = False) -> str:
     """Cached HTML with its markers replaced: a fresh idempotency key for each key marker, this
-    request's CSRF token for each token marker."""
+    request's CSRF token for each token marker. ``marked``: :func:`has_placeholders` said so."""
     app = current_app_object()
     marks = _marks(app)
-    if marks.stem not in html:
+    if not marked and marks.stem not in html:
         return html
     pieces = html.split(marks.key)
     if len(pieces) > 1:
@@ -299,7 +310,8 @@ def _plan(state: HxState, endpoint: str, script_root: str | None = None) -> _For
     plan: _FormPlan | None = state.form_plans.get(key)
     if plan is None:
         action = _action(state, endpoint)
-        plan = state.form_plans[key] = _FormPlan(state, action, action_url(state, endpoint))
+        plan = _FormPlan(state, action, action_url(state, endpoint))
+        remember(state.form_plans, key, plan, _PLANS_MAX)
     return plan
 
 
@@ -554,6 +566,8 @@ def fragment(name: str, *, lazy: bool = False, **params: Any) -> Markup:
     state = _hx_state()
     frag = state.fragment(name)
     params = frag.check_params(params)
+    if frag.per_user:  # a cached fragment around this one checks it (fragments.cached_inner)
+        flags()["_hx_per_user"] = name
     if (frag.login_required or frag.authorize is not None) and not frag.allowed(
         params, state.identity()
     ):

@@ -79,6 +79,9 @@ class Fragment:
     _quoted: Mapping[str, str] = field(init=False, repr=False, compare=False)
     _sync: bool = field(init=False, repr=False, compare=False)
     _authorize_params: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    #: What this fragment shows depends on the user (``cache="user"``, ``login_required=``,
+    #: ``authorize=``): a ``cache="global"`` fragment must not render it.
+    per_user: bool = field(init=False, repr=False, compare=False)
     #: (parameters, tags, oob) -> the region's opening tag and DOM id, for rows rendered again
     #: and again (bounded, oldest out first).
     _heads: dict[tuple[Any, ...], tuple[str, str]] = field(init=False, repr=False, compare=False)
@@ -92,6 +95,11 @@ class Fragment:
         setattr_(self, "_sync", not inspect.iscoroutinefunction(self.func))
         setattr_(self, "_authorize_params", _param_names(self.authorize) if self.authorize else ())
         setattr_(self, "_heads", {})
+        setattr_(
+            self,
+            "per_user",
+            self.cache == "user" or self.login_required or self.authorize is not None,
+        )
 
     @classmethod
     def build(
@@ -386,23 +394,39 @@ def cached_inner(
     """The fragment's HTML from the cache, with per-render values (CSRF token, idempotency keys)
     filled in now: cached HTML holds placeholders for them. A fragment one of whose tags this
     request bumped is not looked up: its key is new (unless another worker rendered it in the
-    meantime, which costs one render more)."""
+    meantime, which costs one render more).
+
+    Inside the render of another cached fragment the placeholders are left for that one to fill
+    when it is served (its cached HTML must not keep this render's token and keys), and HTML
+    served from the cache tells the caller it holds a form, as rendering it would have."""
     app = current_app_object()
     state = app.extensions["hx_actions"]
     tags = fragment.tags(params) if tags is None else tags
     key = cache_key(fragment, params, tags)
-    bumped = flags().get("_hx_bumped_tags")
-    html = None if bumped and not bumped.isdisjoint(tags) else state.fragment_cache.get(key)
+    values = flags()
+    bumped = values.get("_hx_bumped_tags")
+    html: str | None = (
+        None if bumped and not bumped.isdisjoint(tags) else state.fragment_cache.get(key)
+    )
     if html is None:
         previous, previous_form = g.get("_hx_placeholders"), g.get("_hx_form_rendered", False)
+        previous_user = values.get("_hx_per_user")
         g._hx_placeholders = True
         g._hx_form_rendered = False
+        values["_hx_per_user"] = None
         try:
             html = fragment.render_inner(params)
         finally:
             g._hx_placeholders = previous
             has_form = g.get("_hx_form_rendered", False)
             g._hx_form_rendered = previous_form or has_form
+            per_user = values.get("_hx_per_user")
+            values["_hx_per_user"] = previous_user or per_user
+        if per_user is not None and fragment.cache == "global":
+            raise TypeError(
+                f"fragment {fragment.name!r} (cache='global') renders fragment {per_user!r},"
+                " whose content depends on the user: cache it with cache='user' or not at all."
+            )
         if has_form:
             state.fragment_forms.add(fragment.name)
             if fragment.cache == "global":
@@ -411,7 +435,16 @@ def cached_inner(
                     "bound arguments belong to one session: use cache='user', not 'global'."
                 )
         state.fragment_cache.set(key, html, int(app.config["HX_ACTIONS_FRAGMENT_CACHE_TTL"]))
-    return forms.fill_placeholders(html)
+        if values.get("_hx_placeholders"):
+            return html
+        return forms.fill_placeholders(html)
+    if not forms.has_placeholders(app, html):
+        return html
+    values["_hx_form_rendered"] = True
+    state.fragment_forms.add(fragment.name)
+    if values.get("_hx_placeholders"):
+        return html
+    return forms.fill_placeholders(html, marked=True)
 
 
 def parse_region_token(token: str) -> tuple[str, dict[str, str]]:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 from collections.abc import Hashable, Mapping
 from typing import Any
 
@@ -217,15 +218,23 @@ def _check_age(signer: TimestampSigner, stamp: int, max_age: int) -> None:
 
 
 def freeze_scalars(values: Mapping[str, Any] | None) -> tuple[Any, ...] | None:
-    """A hashable copy of a mapping of JSON scalars, ``((name, type, value), ...)`` (types kept:
-    ``1`` is not ``True``), for use as a memo key; ``None`` when a value is anything else."""
+    """A hashable copy of a mapping of string names to JSON scalars, ``((name, type, value),
+    ...)`` (types kept: ``1`` is not ``True``), for use as a memo key; ``None`` when a value is
+    anything else. Thawed, it must be what its JSON decodes to: names other than strings (JSON
+    makes ``1`` into ``"1"``) and ``-0.0`` (equal to ``0.0``, with the same hash, but other JSON)
+    are not frozen."""
     if not values:
         return ()
     items = []
     for name, item in values.items():
-        if type(item) not in _SCALARS:
+        kind = type(item)
+        if (
+            kind not in _SCALARS
+            or type(name) is not str
+            or (kind is float and item == 0.0 and math.copysign(1.0, item) < 0)
+        ):
             return None
-        items.append((name, type(item), item))
+        items.append((name, kind, item))
     return tuple(items)
 
 
