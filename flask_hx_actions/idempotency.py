@@ -48,7 +48,7 @@ import json
 import logging
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import IO, Any, Literal, Protocol, cast
 
@@ -175,6 +175,9 @@ class Claim:
     store: IdempotencyStore = field(repr=False, compare=False)
     answer: StoredAnswer | None = None
     token: str = field(default="", repr=False)
+    #: Tags the body passed to ``revalidate()``: kept with a key done without an answer, so its
+    #: re-render (``rerender``) refreshes those regions too, not only the declared ``tags=``.
+    tags: frozenset[str] = frozenset()
 
     @property
     def transactional(self) -> bool:
@@ -182,17 +185,19 @@ class Claim:
         :meth:`complete` belongs before the commit, otherwise after it."""
         return self.store.transactional
 
-    def complete(self, response: Response | None) -> None:
+    def complete(self, response: Response | None, tags: Iterable[str] = ()) -> None:
         """Keep ``response`` as the key's answer (``None``: done, with no answer to keep; a
-        replay re-renders). A transactional store writes in the action's transaction, so its
+        replay re-renders, and refreshes ``tags``, the ones the body revalidated, with the
+        declared ones). A transactional store writes in the action's transaction, so its
         errors are raised and roll the action back; other stores run after the action happened,
         so their errors are logged and the caller still gets its answer."""
         answer = None if response is None else StoredAnswer.of(response)
+        claim = self if answer is not None or not tags else replace(self, tags=frozenset(tags))
         if self.store.transactional:
-            self.store.complete(self, answer)
+            self.store.complete(claim, answer)
             return
         try:
-            self.store.complete(self, answer)
+            self.store.complete(claim, answer)
         except Exception:
             log.warning("could not store the answer of idempotency key %s", self.key, exc_info=True)
 

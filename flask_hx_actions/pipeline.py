@@ -273,7 +273,7 @@ def run(action: Action) -> Response:
             if deferred:  # the effects happened: their tags must move even without an answer
                 idempotency.complete_with_bump(claim, None, state.tag_versions, deferred)
             else:
-                claim.complete(None)  # the answer did not happen (no-op if released)
+                claim.complete(None, tags)  # no answer happened (no-op if released)
         if propagates(app):
             raise
         return handle_exception(app, action, error)
@@ -353,7 +353,8 @@ def run_body(
             tx.commit = result.ok
             if claim is not None and result.ok and claim.transactional:
                 answer = answer_without_fragments(app, state, action, kind, args, bound, result)
-                claim.complete(answer)  # committed with the writes (None: replays re-render)
+                # Committed with the writes (None: replays re-render, with the body's tags).
+                claim.complete(answer, tags if answer is None else ())
     except BaseException:
         if claim is not None:
             claim.release()
@@ -467,7 +468,7 @@ def respond_again(
     the effects are committed without a stored answer, the success answer rendered again."""
     if claim.outcome != "rerender":
         return claim.respond()
-    tags = set(action.tags_for(args))
+    tags = set(action.tags_for(args)) | claim.tags
     response = responses.success(app, state, action, kind, args, bound, ok(), tags)
     response.headers[idempotency.REPLAYED_HEADER] = "true"
     return response
