@@ -2,10 +2,10 @@
 
 :func:`gate` runs as the app's first ``before_request`` hook, before any other hook can read the
 body: 1. size limits, 2. origin gate, 3. CSRF token. Step 4 (which action) is Flask's routing: an
-unknown action is its 404 and a GET its 405. The action's view, :func:`run`, then does
-5. bound arguments, 6. validation, 7. authorization, 8.-10. the body in a transaction,
-11. revalidation and 12. the answer. A refused request stops at its step: no user code ran and
-nothing was written.
+unknown action is its 404 and a GET its 405. The action's view, :func:`run`, then reads the
+idempotency key (400 when malformed) and does 5. bound arguments, 6. validation,
+7. authorization, 8.-10. the body in a transaction, 11. revalidation and 12. the answer. A
+refused request stops at its step: no user code ran and nothing was written.
 """
 
 from __future__ import annotations
@@ -224,15 +224,15 @@ def run(action: Action) -> Response:
     state: HxState = app.extensions["hx_actions"]
     kind = request_kind(request)
     identity = state.identity()
+    pending = (  # the key; 400 if malformed, before any user code (validators, authorize=)
+        idempotency.prepare(app, action.endpoint, identity, kind) if action.idempotent else None
+    )
     bound = read_bound(app, action, identity)  # 5
     values, errors = validate(action)  # 6
     if errors:
         return respond_failure(app, state, action, kind, bound, invalid(errors))
     args = action.call_args(bound, values)
     authorize(state, action, args, identity)  # 7
-    pending = (  # the key; 400 if malformed
-        idempotency.prepare(app, action.endpoint, identity, kind) if action.idempotent else None
-    )
     claim: idempotency.Claim | None = None
     deferred: set[str] | None = None  # tags to increment with the claim's completion
     try:

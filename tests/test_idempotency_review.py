@@ -444,6 +444,26 @@ def test_purge_keys_deletes_expired_keys_on_every_store(make: Any) -> None:
 # -- refusals before any user code ---------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    "header",
+    ["k" * 129, "k" * 5000, "clé-12345678", "cl\xc3\xa9-12345678", "a1234567, b12", "short"],
+    ids=["129", "5000", "latin1", "utf8-bytes", "two", "short"],
+)
+def test_malformed_idempotency_key_header_is_400_before_any_user_code(h: App, header: str) -> None:
+    client = h.client("alice")
+    answer = client.submit(
+        "notes.guarded",
+        {"title": "milk", "_hx_key": ""},
+        json=True,
+        headers={"Idempotency-Key": header},
+    )
+    assert answer.status_code == 400, answer.text
+    assert answer.get_json()["code"] == "bad_idempotency_key"
+    assert h.calls == Counter()  # neither authorize= nor the body ran
+    assert h.notes() == []
+    assert h.keys_held() == 0
+
+
 def test_rate_limited_submit_runs_no_code_and_does_not_take_its_key(h: App) -> None:
     client = h.client("alice")
     first = client.submit("notes.limited", {"title": "a", "_hx_key": KEY}, json=True)
