@@ -9,9 +9,10 @@ Semantics
 ---------
 - **Key**: the ``_hx_key`` form field (``action_form`` renders a fresh one) or the
   ``Idempotency-Key`` header (a bare token or a quoted structured-field string), 8 to 128 of
-  ``A-Z a-z 0-9 _ -``. No key: the action runs unprotected. A malformed key, or a field and a
-  header that disagree, is a 400 (:class:`IdempotencyKeyInvalid`): silently running the action
-  without the protection the client asked for would break its retry logic.
+  ``A-Z a-z 0-9 _ -``. No key (or an empty field): the action runs unprotected. A malformed key,
+  an empty header, or a field and a header that disagree, is a 400
+  (:class:`IdempotencyKeyInvalid`), before any user code: silently running the action without
+  the protection the client asked for would break its retry logic.
 - **Scope**: the action's endpoint and the signed-in user (else the browser session) hold the
   key: two users or two actions never share one. A caller with neither a user nor a session
   cookie starts a new session each request, so its keys never match: sign API callers in.
@@ -307,10 +308,13 @@ def request_key(req: Request) -> str | None:
     :raises IdempotencyKeyInvalid: a malformed key, or two different keys.
     """
     found = {v for v in req.form.getlist(KEY_FIELD) if v}
-    header = (request_header(req.environ, KEY_REQUEST_HEADER) or "").strip()
-    if len(header) >= 2 and header[0] == header[-1] == '"':
-        header = header[1:-1]
-    if header:
+    sent = request_header(req.environ, KEY_REQUEST_HEADER)
+    if sent is not None:
+        header = sent.strip()
+        if len(header) >= 2 and header[0] == header[-1] == '"':
+            header = header[1:-1]
+        if not header:  # the caller asked for protection: not running it unprotected
+            raise IdempotencyKeyInvalid(description="The Idempotency-Key header is empty.")
         found.add(header)
     if not found:
         return None

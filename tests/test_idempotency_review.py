@@ -444,12 +444,21 @@ def test_purge_keys_deletes_expired_keys_on_every_store(make: Any) -> None:
 # -- refusals before any user code ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "header",
-    ["k" * 129, "k" * 5000, "clé-12345678", "cl\xc3\xa9-12345678", "a1234567, b12", "short"],
-    ids=["129", "5000", "latin1", "utf8-bytes", "two", "short"],
-)
-def test_malformed_idempotency_key_header_is_400_before_any_user_code(h: App, header: str) -> None:
+BAD_HEADERS = {
+    "129": "k" * 129,
+    "5000": "k" * 5000,
+    "latin1": "clé-12345678",
+    "utf8-bytes": "cl\xc3\xa9-12345678",
+    "two": "a1234567, b12",
+    "short": "short",
+    "empty": "",
+    "blank": "  ",
+    "empty-quoted": '""',
+}
+
+
+@pytest.mark.parametrize("header", BAD_HEADERS.values(), ids=BAD_HEADERS.keys())
+def test_malformed_or_empty_key_header_is_400_before_any_user_code(h: App, header: str) -> None:
     client = h.client("alice")
     answer = client.submit(
         "notes.guarded",
