@@ -9,9 +9,10 @@ Semantics
 ---------
 - **Key**: the ``_hx_key`` form field (``action_form`` renders a fresh one) or the
   ``Idempotency-Key`` header (a bare token or a quoted structured-field string), 8 to 128 of
-  ``A-Z a-z 0-9 _ -``. No key: the action runs unprotected. A malformed key, or a field and a
-  header that disagree, is a 400 (:class:`IdempotencyKeyInvalid`): silently running the action
-  without the protection the client asked for would break its retry logic.
+  ``A-Z a-z 0-9 _ -``. No key (or an empty field): the action runs unprotected. A malformed key,
+  an empty header, or a field and a header that disagree, is a 400
+  (:class:`IdempotencyKeyInvalid`), before any user code: silently running the action without
+  the protection the client asked for would break its retry logic.
 - **Scope**: the action's endpoint and the signed-in user (else the browser session) hold the
   key: two users or two actions never share one. A caller with neither a user nor a session
   cookie starts a new session each request, so its keys never match: sign API callers in.
@@ -48,7 +49,7 @@ import json
 import logging
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import IO, Any, Literal, Protocol, cast
 
@@ -175,6 +176,9 @@ class Claim:
     store: IdempotencyStore = field(repr=False, compare=False)
     answer: StoredAnswer | None = None
     token: str = field(default="", repr=False)
+    #: Tags the body passed to ``revalidate()``: kept with a key done without an answer, so its
+    #: re-render (``rerender``) refreshes those regions too, not only the declared ``tags=``.
+    tags: frozenset[str] = frozenset()
 
     @property
     def transactional(self) -> bool:
@@ -182,17 +186,19 @@ class Claim:
         :meth:`complete` belongs before the commit, otherwise after it."""
         return self.store.transactional
 
-    def complete(self, response: Response | None) -> None:
+    def complete(self, response: Response | None, tags: Iterable[str] = ()) -> None:
         """Keep ``response`` as the key's answer (``None``: done, with no answer to keep; a
-        replay re-renders). A transactional store writes in the action's transaction, so its
+        replay re-renders, and refreshes ``tags``, the ones the body revalidated, with the
+        declared ones). A transactional store writes in the action's transaction, so its
         errors are raised and roll the action back; other stores run after the action happened,
         so their errors are logged and the caller still gets its answer."""
         answer = None if response is None else StoredAnswer.of(response)
+        claim = self if answer is not None or not tags else replace(self, tags=frozenset(tags))
         if self.store.transactional:
-            self.store.complete(self, answer)
+            self.store.complete(claim, answer)
             return
         try:
-            self.store.complete(self, answer)
+            self.store.complete(claim, answer)
         except Exception:
             log.warning("could not store the answer of idempotency key %s", self.key, exc_info=True)
 
@@ -302,10 +308,13 @@ def request_key(req: Request) -> str | None:
     :raises IdempotencyKeyInvalid: a malformed key, or two different keys.
     """
     found = {v for v in req.form.getlist(KEY_FIELD) if v}
-    header = (request_header(req.environ, KEY_REQUEST_HEADER) or "").strip()
-    if len(header) >= 2 and header[0] == header[-1] == '"':
-        header = header[1:-1]
-    if header:
+    sent = request_header(req.environ, KEY_REQUEST_HEADER)
+    if sent is not None:
+        header = sent.strip()
+        if len(header) >= 2 and header[0] == header[-1] == '"':
+            header = header[1:-1]
+        if not header:  # the caller asked for protection: not running it unprotected
+            raise IdempotencyKeyInvalid(description="The Idempotency-Key header is empty.")
         found.add(header)
     if not found:
         return None

@@ -189,8 +189,10 @@ class SQLAlchemyStore:
         if row.fingerprint != fingerprint:
             return claim("mismatch")
         if row.state == DONE:
-            if row.status is None:
-                return claim("rerender")
+            if row.status is None:  # headers: the tags the body revalidated, for the re-render
+                listed = json.loads(row.headers) if row.headers else ()
+                tags = frozenset(t for t in listed if isinstance(t, str))
+                return Claim("rerender", row.scope, row.key, fingerprint, ttl, self, tags=tags)
             return claim("replay", StoredAnswer.from_parts(row.status, row.headers, row.body))
         # Visible before its answer: the session was committed in the middle of the action.
         if (now - row.created_at).total_seconds() < self.pending_grace:
@@ -199,12 +201,17 @@ class SQLAlchemyStore:
 
     def complete(self, claim: Claim, answer: StoredAnswer | None) -> None:
         """Mark the key done with its answer, in ``db.session``'s transaction: call it before the
-        commit (after it, nothing would commit this write)."""
+        commit (after it, nothing would commit this write). Without an answer, ``headers`` keeps
+        the claim's revalidated tags instead (a JSON list), for the re-render."""
         c = self.table.c
+        if answer is not None:
+            headers: str | None = answer.headers_json()
+        else:
+            headers = json.dumps(sorted(claim.tags)) if claim.tags else None
         stored = {
             "state": DONE,
             "status": None if answer is None else answer.status,
-            "headers": None if answer is None else answer.headers_json(),
+            "headers": headers,
             "body": None if answer is None else answer.body,
             "expires_at": _utcnow() + timedelta(seconds=claim.ttl),
         }
@@ -317,7 +324,8 @@ class RedisStore:
         if data["state"] == IN_FLIGHT:
             return Claim("conflict", scope, key, fingerprint, ttl, self)
         if data.get("status") is None:
-            return Claim("rerender", scope, key, fingerprint, ttl, self)
+            tags = frozenset(data.get("tags", ()))
+            return Claim("rerender", scope, key, fingerprint, ttl, self, tags=tags)
         answer = StoredAnswer.from_parts(
             data["status"], json.dumps(data["headers"]), base64.b64decode(data["body"])
         )
@@ -342,6 +350,8 @@ class RedisStore:
 
     def _done_value(self, claim: Claim, answer: StoredAnswer | None) -> tuple[str, int]:
         data: dict[str, Any] = {"state": DONE, "fingerprint": claim.fingerprint, "status": None}
+        if answer is None and claim.tags:
+            data["tags"] = sorted(claim.tags)
         if answer is not None:
             data.update(
                 status=answer.status,

@@ -2,10 +2,10 @@
 
 :func:`gate` runs as the app's first ``before_request`` hook, before any other hook can read the
 body: 1. size limits, 2. origin gate, 3. CSRF token. Step 4 (which action) is Flask's routing: an
-unknown action is its 404 and a GET its 405. The action's view, :func:`run`, then does
-5. bound arguments, 6. validation, 7. authorization, 8.-10. the body in a transaction,
-11. revalidation and 12. the answer. A refused request stops at its step: no user code ran and
-nothing was written.
+unknown action is its 404 and a GET its 405. The action's view, :func:`run`, then reads the
+idempotency key (400 when malformed) and does 5. bound arguments, 6. validation,
+7. authorization, 8.-10. the body in a transaction, 11. revalidation and 12. the answer. A
+refused request stops at its step: no user code ran and nothing was written.
 """
 
 from __future__ import annotations
@@ -226,15 +226,15 @@ def run(action: Action) -> Response:
     state: HxState = app.extensions["hx_actions"]
     kind = request_kind(request)
     identity = state.identity()
+    pending = (  # the key; 400 if malformed, before any user code (validators, authorize=)
+        idempotency.prepare(app, action.endpoint, identity, kind) if action.idempotent else None
+    )
     bound = read_bound(app, action, identity)  # 5
     values, errors = validate(action)  # 6
     if errors:
         return respond_failure(app, state, action, kind, bound, invalid(errors))
     args = action.call_args(bound, values)
     authorize(state, action, args, identity)  # 7
-    pending = (  # the key; 400 if malformed
-        idempotency.prepare(app, action.endpoint, identity, kind) if action.idempotent else None
-    )
     claim: idempotency.Claim | None = None
     deferred: set[str] | None = None  # tags to increment with the claim's completion
     try:
@@ -275,7 +275,7 @@ def run(action: Action) -> Response:
             if deferred:  # the effects happened: their tags must move even without an answer
                 idempotency.complete_with_bump(claim, None, state.tag_versions, deferred)
             else:
-                claim.complete(None)  # the answer did not happen (no-op if released)
+                claim.complete(None, tags)  # no answer happened (no-op if released)
         if propagates(app):
             raise
         return handle_exception(app, action, error)
@@ -355,7 +355,8 @@ def run_body(
             tx.commit = result.ok
             if claim is not None and result.ok and claim.transactional:
                 answer = answer_without_fragments(app, state, action, kind, args, bound, result)
-                claim.complete(answer)  # committed with the writes (None: replays re-render)
+                # Committed with the writes (None: replays re-render, with the body's tags).
+                claim.complete(answer, tags if answer is None else ())
     except BaseException:
         if claim is not None:
             claim.release()
@@ -469,7 +470,7 @@ def respond_again(
     the effects are committed without a stored answer, the success answer rendered again."""
     if claim.outcome != "rerender":
         return claim.respond()
-    tags = set(action.tags_for(args))
+    tags = set(action.tags_for(args)) | claim.tags
     response = responses.success(app, state, action, kind, args, bound, ok(), tags)
     response.headers[idempotency.REPLAYED_HEADER] = "true"
     return response

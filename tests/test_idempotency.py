@@ -506,13 +506,23 @@ def test_key_comes_from_the_header_bare_or_quoted(app: Flask, header: str) -> No
         assert request_key(request) == "abcdEFGH_-12"
 
 
-def test_no_key_or_empty_key_is_none(app: Flask) -> None:
-    with app.test_request_context(
-        method="POST", data={"_hx_key": ""}, headers={"Idempotency-Key": ""}
-    ):
+def test_no_key_or_empty_key_field_is_none(app: Flask) -> None:
+    with app.test_request_context(method="POST", data={"_hx_key": ""}):
         from flask import request
 
         assert request_key(request) is None
+
+
+@pytest.mark.parametrize("header", ["", "  ", '""'])
+def test_empty_key_header_is_refused_with_400(app: Flask, header: str) -> None:
+    with app.test_request_context(
+        method="POST", data={"_hx_key": ""}, headers={"Idempotency-Key": header}
+    ):
+        from flask import request
+
+        with pytest.raises(IdempotencyKeyInvalid, match="empty") as refused:
+            request_key(request)
+    assert refused.value.code == 400
 
 
 @pytest.mark.parametrize("key", ["short7_", "x" * 129, "has space1", "semi;colon", "ünïcödé12"])
