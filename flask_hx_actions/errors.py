@@ -22,6 +22,8 @@ class ActionRefused(HTTPException):
 
     #: A short machine-readable code, sent to JSON callers as ``"code"``.
     hx_code = "refused"
+    #: The htmx answer carries a fresh idempotency key (``HX-Actions-Key``) for the form.
+    renews_key = False
 
 
 class ContentTooLarge(ActionRefused, RequestEntityTooLarge):

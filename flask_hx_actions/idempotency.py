@@ -110,9 +110,15 @@ class IdempotencyKeyInvalid(ActionRefused, BadRequest):
 
 
 class IdempotencyKeyReused(ActionRefused, UnprocessableEntity):
-    """422: this key was already used for this action with different input."""
+    """422: this key was already used for this action with different input.
+
+    The htmx answer carries a fresh key: the form holds a key whose first submit went through
+    but whose answer never reached the page (a lost connection), and each later submit of other
+    input would otherwise be this 422 again until the page is reloaded.
+    """
 
     hx_code = "idempotency_key_reused"
+    renews_key = True
     description = "This idempotency key was already used with different input."
 
 

@@ -506,6 +506,8 @@ def handle_refusal(error: ActionRefused) -> Response | ActionRefused:
         response = responses.json_refusal(error)
     elif kind == "htmx":
         response = responses.htmx_refusal(error)
+        if error.renews_key:  # the form's key is spent: hx-actions.js puts this one in
+            response.headers[responses.KEY_HEADER] = security.fresh_key()
     else:
         return error
     retry_after = getattr(error, "retry_after", None)  # 409 of a key in flight, 429

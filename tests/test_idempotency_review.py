@@ -348,6 +348,25 @@ def test_htmx_answer_without_its_form_carries_a_fresh_key_and_so_does_its_replay
     assert h.notes() == ["milk", "bread"]
 
 
+def test_reused_key_answer_gives_the_form_a_fresh_key(h: App) -> None:
+    """The first answer was lost: the page still holds its key, and the user edits and submits
+    again. The 422 gives the form a new key, so the next submit runs instead of another 422."""
+    client = h.client("alice")
+    client.submit("notes.add_quietly", {"title": "milk", "_hx_key": KEY}, htmx=True)
+    refused = client.submit("notes.add_quietly", {"title": "bread", "_hx_key": KEY}, htmx=True)
+    assert refused.status_code == 422
+    assert refused.headers["HX-Actions"] == "1"
+    fresh = refused.headers[KEY_HEADER]
+    assert fresh != KEY
+    retried = client.submit("notes.add_quietly", {"title": "bread", "_hx_key": fresh}, htmx=True)
+    assert retried.status_code == 200
+    assert REPLAYED_HEADER not in retried.headers
+    assert h.notes() == ["milk", "bread"]
+    as_json = client.submit("notes.add_quietly", {"title": "salt", "_hx_key": KEY}, json=True)
+    assert as_json.status_code == 422
+    assert KEY_HEADER not in as_json.headers  # a script chooses its own keys
+
+
 # -- failures free the key and roll back ---------------------------------------------------------
 
 
