@@ -15,7 +15,8 @@
  *   - mirrors the field error slots onto the inputs (aria-invalid) and focuses the first
  *     invalid input when focus is not already in the form;
  *   - gives every action form htmx loads its empty error summary (the server renders one
- *     only when it has something to say), the target of error answers.
+ *     only when it has something to say), the target of error answers;
+ *   - takes aria-busy off a lazy fragment's placeholder whose load failed.
  */
 (function () {
   'use strict';
@@ -259,6 +260,14 @@
       }
     }
     if (form) clearPending(form);
+    // A lazy fragment's placeholder (aria-busy, hx-get) is replaced by its region when the load
+    // succeeds; one still on the page after its request (an error status, which htmx does not
+    // swap, or a network error) stays empty and is no longer busy.
+    var elt = issuer(d);
+    if (elt && elt.nodeType === 1 && elt.isConnected && elt.hasAttribute('data-hx-fragment') &&
+        elt.hasAttribute('hx-get') && elt.getAttribute('aria-busy') === 'true') {
+      elt.removeAttribute('aria-busy');
+    }
   });
 
   /* ------------------------------------------------------------ error summaries */
