@@ -9,8 +9,9 @@
  *   - sends `X-CSRFToken` (from <meta name="csrf-token">) and `HX-Actions-Regions`
  *     (which refreshable regions the page holds);
  *   - swaps answers carrying `HX-Actions` whatever their status (htmx 2 skips 4xx/5xx);
- *   - marks the form busy (aria-busy, .hx-pending, submit buttons disabled) and drops
- *     a second submit while the first is in flight;
+ *   - marks the form busy (aria-busy, .hx-pending, submit buttons disabled and marked
+ *     data-hx-pending-disabled) and drops a second submit while the first is in flight; a copy
+ *     of a busy form that htmx restores from its history comes back usable;
  *   - puts the fresh idempotency key (`HX-Actions-Key`) into the form's `_hx_key`;
  *   - mirrors the field error slots onto the inputs (aria-invalid) and focuses the first
  *     invalid input when focus is not already in the form;
@@ -23,6 +24,8 @@
 
   var FORM_SELECTOR = 'form[data-hx-action]';
   var PENDING_CLASS = 'hx-pending';
+  // Marks the submit buttons this script disabled, so a copy of the page can be told apart.
+  var DISABLED_MARK = 'data-hx-pending-disabled';
   // Proxies and servers commonly refuse header lines above 8 KB: stop adding
   // parametrised region tokens past this many characters.
   var MAX_REGIONS_HEADER = 6000;
@@ -134,7 +137,10 @@
       return isSubmitControl(el) && !el.disabled;
     });
     var focused = disabled.indexOf(document.activeElement) >= 0 ? document.activeElement : null;
-    disabled.forEach(function (el) { el.disabled = true; });
+    disabled.forEach(function (el) {
+      el.disabled = true;
+      el.setAttribute(DISABLED_MARK, '');
+    });
     pending.set(form, { buttons: disabled, focused: focused });
     form.classList.add(PENDING_CLASS);
     form.setAttribute('aria-busy', 'true');
@@ -144,7 +150,10 @@
     var state = pending.get(form);
     if (!state) return;
     pending.delete(form);
-    state.buttons.forEach(function (el) { el.disabled = false; });
+    state.buttons.forEach(function (el) {
+      el.disabled = false;
+      el.removeAttribute(DISABLED_MARK);
+    });
     form.classList.remove(PENDING_CLASS);
     form.removeAttribute('aria-busy');
     // Give focus back to the button that was pressed, unless something else took it.
@@ -153,6 +162,22 @@
       state.focused.focus();
     }
   }
+
+  // htmx's history snapshot of a page (the back button after an htmx navigation that pushed a
+  // URL) holds a form as it was then, busy if a submit was in flight: no request of the restored
+  // copy is in flight, so it must not stay busy and disabled.
+  document.addEventListener('htmx:historyRestore', function () {
+    document.querySelectorAll('[' + DISABLED_MARK + ']').forEach(function (el) {
+      if (el.form && pending.has(el.form)) return;
+      el.disabled = false;
+      el.removeAttribute(DISABLED_MARK);
+    });
+    document.querySelectorAll(FORM_SELECTOR).forEach(function (form) {
+      if (pending.has(form)) return;
+      form.classList.remove(PENDING_CLASS);
+      form.removeAttribute('aria-busy');
+    });
+  });
 
   // A second submit (Enter in a field, a script calling requestSubmit) while the first is
   // in flight never reaches htmx, which would otherwise queue it and send it afterwards.

@@ -42,7 +42,8 @@ TEMPLATES = {
     "rv-forms.html": HEAD + FLASHES + '{% call action_form("rv.slow") %}{{ field("text") }}'
     '<button id="slow-btn">Slow</button>{% endcall %}'
     '{{ action_form("rv.limited", label="Limited") }}'
-    '{{ action_form("items.explode", label="Explode") }}'
+    '{% call action_form("items.explode") %}<input type="hidden" name="title" value="x">'
+    '<button id="explode-btn">Explode</button>{% endcall %}'
     '{{ action_form("items.mark_all", label="Mark all done") }}'
     '{{ fragment("stats") }}{{ fragment("item-list") }}'
     '<a id="away" hx-get="/show/rv-other.html" hx-target="body" hx-push-url="true"'
@@ -81,7 +82,8 @@ def review(tmp_path: Path, live_server: Callable[[Flask], str]) -> Iterator[Revi
         class TextSchema(Schema):
             text = fields.String(load_default="")
 
-        @bp.action("slow", schema=TextSchema, tags=["items"])
+        # No idempotency key: its claim would hold SQLite's write lock while the body waits.
+        @bp.action("slow", schema=TextSchema, tags=["items"], idempotent=False)
         def slow(text: str) -> Any:
             harness.calls["slow"] += 1
             if text == "wait":
@@ -206,3 +208,181 @@ def test_lazy_fragment_whose_load_cannot_reach_the_server_is_not_left_busy(
     _open(page_js, review.url("lazy.html"))
     page_js.wait_for_function("!document.getElementById('rv-clock').hasAttribute('aria-busy')")
     expect(page_js.locator("#rv-clock")).to_have_text("")
+
+
+# -- answers -------------------------------------------------------------------------------------
+
+
+def test_key_is_refreshed_in_a_form_the_answer_does_not_rerender(
+    review: Review, page_js: Page, js_errors: list[str]
+) -> None:
+    """mark_all has no fragment (HX-Reswap: none): its form stays, and its next submit, with the
+    same (empty) input, must run again rather than be replayed under the first key."""
+    review.harness.add_item("one")
+    _open(page_js, review.url("forms.html"))
+    key = f"{MARK_ALL} input[name=_hx_key]"
+    first = page_js.input_value(key)
+    with page_js.expect_response("**/items/mark_all") as answer:
+        page_js.click(f"{MARK_ALL} button")
+    _idle(page_js, MARK_ALL)
+    assert answer.value.status == 200
+    fresh = answer.value.headers["hx-actions-key"]
+    assert page_js.input_value(key) == fresh != first
+    expect(page_js.locator("#stats")).to_have_text("1 of 1 done")
+    with page_js.expect_response("**/items/mark_all") as answer:
+        page_js.click(f"{MARK_ALL} button")
+    _idle(page_js, MARK_ALL)
+    assert answer.value.headers.get("idempotent-replayed") is None
+    assert review.harness.calls["mark_all"] == 2
+    assert js_errors == []
+
+
+def test_regions_header_of_a_page_without_regions_asks_for_none(
+    review: Review, page_js: Page, js_errors: list[str]
+) -> None:
+    """No region on the page: the header is sent empty, and the answer carries no region (without
+    the header the server would send every invalidated non-parametrised fragment: stats)."""
+    review.harness.add_item("one")
+    _open(page_js, review.url("bare.html"))
+    with page_js.expect_response("**/items/mark_all") as answer:
+        page_js.click(f"{MARK_ALL} button")
+    _idle(page_js, MARK_ALL)
+    assert answer.value.request.all_headers().get("hx-actions-regions") == ""
+    assert answer.value.status == 200
+    assert answer.value.text() == ""
+    assert review.harness.calls["mark_all"] == 1
+    assert js_errors == []
+
+
+def test_500_answer_shows_the_request_id_and_restores_the_form(
+    review: Review, page_js: Page, js_errors: list[str]
+) -> None:
+    _open(page_js, review.url("forms.html"))
+    before = review.harness.snapshot()
+    with page_js.expect_response("**/items/explode") as answer:
+        page_js.click("#explode-btn")
+    _idle(page_js, EXPLODE)
+    assert answer.value.status == 500
+    request_id = answer.value.headers["x-request-id"]
+    expect(page_js.locator(f"{EXPLODE}-errors")).to_contain_text(f"(request id {request_id})")
+    expect(page_js.locator(f"{EXPLODE}-errors")).not_to_contain_text("hunter2")
+    assert page_js.is_enabled("#explode-btn")
+    assert "hx-pending" not in (page_js.get_attribute(EXPLODE, "class") or "")
+    assert review.harness.snapshot() == before
+    assert js_errors == []
+
+
+def test_429_message_is_shown_with_javascript(
+    review: Review, page_js: Page, js_errors: list[str]
+) -> None:
+    _open(page_js, review.url("forms.html"))
+    for status in (200, 429):
+        with page_js.expect_response("**/rv/limited") as answer:
+            page_js.click(f"{LIMITED} button")
+        _idle(page_js, LIMITED)
+        assert answer.value.status == status
+    assert 1 <= int(answer.value.headers["retry-after"]) <= 60
+    expect(page_js.locator(f"{LIMITED}-errors")).to_have_text(
+        "Too many attempts. Please wait a moment and try again."
+    )
+    assert page_js.is_enabled(f"{LIMITED} button")
+    assert review.harness.calls["limited"] == 1
+    assert js_errors == []
+
+
+def test_429_message_is_shown_without_javascript(review: Review, page_nojs: Page) -> None:
+    page_nojs.goto(review.url("forms.html"))
+    for _ in range(2):
+        with page_nojs.expect_navigation():
+            page_nojs.click(f"{LIMITED} button")
+        assert page_nojs.url == review.url("forms.html")
+    expect(page_nojs.locator(".flash")).to_have_text(
+        "Too many attempts. Please wait a moment and try again."
+    )
+    assert review.harness.calls["limited"] == 1
+
+
+# -- requests in flight --------------------------------------------------------------------------
+
+
+def test_two_forms_in_flight_at_once_keep_their_own_pending_state(
+    review: Review, page_js: Page, js_errors: list[str]
+) -> None:
+    review.harness.add_item("one")
+    _open(page_js, review.url("forms.html"))
+    page_js.fill("#hx-rv-slow-text", "wait")
+    page_js.dblclick("#slow-btn")  # the second click of a double click sends nothing
+    page_js.wait_for_function(f"document.querySelector('{SLOW}').ariaBusy === 'true'")
+    assert page_js.is_disabled("#slow-btn")
+    # Another form submits and completes while the first is still in flight.
+    with page_js.expect_response("**/items/mark_all"):
+        page_js.click(f"{MARK_ALL} button")
+    _idle(page_js, MARK_ALL)
+    expect(page_js.locator("#stats")).to_have_text("1 of 1 done")
+    assert page_js.is_enabled(f"{MARK_ALL} button")
+    assert page_js.get_attribute(SLOW, "aria-busy") == "true"
+    assert page_js.is_disabled("#slow-btn")
+    with page_js.expect_response("**/rv/slow"):
+        review.release.set()
+    _idle(page_js, SLOW)
+    assert page_js.is_enabled("#slow-btn")
+    page_js.wait_for_timeout(300)  # a queued duplicate would have been sent by now
+    assert review.harness.calls["slow"] == 1
+    assert review.harness.calls["mark_all"] == 1
+    assert js_errors == []
+
+
+# -- history -------------------------------------------------------------------------------------
+
+
+def test_history_restore_without_the_cache_gets_the_full_page(
+    review: Review, page_js: Page, js_errors: list[str]
+) -> None:
+    """Back to a page htmx has no snapshot of: htmx asks the server (HX-History-Restore-Request),
+    gets the whole page, and its forms work (summaries added, CSRF header, fresh keys)."""
+    review.harness.add_item("one")
+    _open(page_js, review.url("forms.html"))
+    page_js.evaluate("htmx.config.historyCacheSize = 0")
+    page_js.click("#away")
+    expect(page_js.locator("#other")).to_have_text("Another page")
+    with page_js.expect_request(
+        lambda r: r.url == review.url("forms.html")
+        and r.headers.get("hx-history-restore-request") == "true"
+    ):
+        page_js.go_back()
+    expect(page_js.locator(MARK_ALL)).to_have_count(1)
+    expect(page_js.locator("body > body, body html")).to_have_count(0)
+    expect(page_js.locator(f"{MARK_ALL}-errors")).to_have_count(1)
+    with page_js.expect_response("**/items/mark_all") as answer:
+        page_js.click(f"{MARK_ALL} button")
+    _idle(page_js, MARK_ALL)
+    assert answer.value.status == 200
+    expect(page_js.locator("#stats")).to_have_text("1 of 1 done")
+    assert js_errors == []
+
+
+def test_history_snapshot_taken_while_a_form_is_pending_restores_it_usable(
+    review: Review, page_js: Page
+) -> None:
+    """The user leaves (an htmx navigation that pushes a URL) while a submit is in flight: the
+    snapshot htmx keeps holds the busy form; back on the page, it must not stay disabled."""
+    _open(page_js, review.url("forms.html"))
+    page_js.fill("#hx-rv-slow-text", "wait")
+    page_js.click("#slow-btn")
+    page_js.wait_for_function(f"document.querySelector('{SLOW}').ariaBusy === 'true'")
+    page_js.click("#away")
+    expect(page_js.locator("#other")).to_have_text("Another page")
+    with page_js.expect_response("**/rv/slow"):
+        review.release.set()
+    page_js.go_back()
+    expect(page_js.locator(SLOW)).to_have_count(1)
+    page_js.wait_for_function("window.htmx && window.hxActions")
+    assert page_js.get_attribute(SLOW, "aria-busy") is None
+    assert "hx-pending" not in (page_js.get_attribute(SLOW, "class") or "")
+    assert page_js.is_enabled("#slow-btn")
+    page_js.fill("#hx-rv-slow-text", "again")
+    with page_js.expect_response("**/rv/slow") as answer:
+        page_js.click("#slow-btn")
+    _idle(page_js, SLOW)
+    assert answer.value.status == 200
+    assert review.harness.calls["slow"] == 2
