@@ -156,11 +156,21 @@
     });
     form.classList.remove(PENDING_CLASS);
     form.removeAttribute('aria-busy');
-    // Give focus back to the button that was pressed, unless something else took it.
+    // Give focus back to the button that was pressed (its counterpart when the answer
+    // re-rendered the form), unless something else took it.
     var active = document.activeElement;
-    if (state.focused && state.focused.isConnected && (!active || active === document.body)) {
-      state.focused.focus();
-    }
+    var button = state.focused;
+    if (button && !button.isConnected) button = counterpart(form, button);
+    if (button && !button.disabled && (!active || active === document.body)) button.focus();
+  }
+
+  // The submit control of the form re-rendered under the same id that stands where `button`
+  // stood among the submit controls of the replaced `form`.
+  function counterpart(form, button) {
+    var current = form.id && document.getElementById(form.id);
+    if (!current || current === form || !current.matches(FORM_SELECTOR)) return null;
+    var index = controls(form).filter(isSubmitControl).indexOf(button);
+    return index < 0 ? null : controls(current).filter(isSubmitControl)[index] || null;
   }
 
   // htmx's history snapshot of a page (the back button after an htmx navigation that pushed a

@@ -386,3 +386,40 @@ def test_history_snapshot_taken_while_a_form_is_pending_restores_it_usable(
     _idle(page_js, SLOW)
     assert answer.value.status == 200
     assert review.harness.calls["slow"] == 2
+
+
+# -- forms re-rendered by their own answer -------------------------------------------------------
+
+
+def test_row_form_replaced_by_its_own_answer(
+    review: Review, page_js: Page, js_errors: list[str]
+) -> None:
+    """A toggle re-renders its own row, form included: the new form is not busy, keeps the
+    keyboard focus on its button, and submits again; its rename form, re-rendered without the
+    CSRF input, submits with the meta tag's token."""
+    item = review.harness.add_item("one")
+    _open(page_js, review.url("forms.html"))
+    toggle = f"#hx-items-toggle-{item}"
+    rename = f"#hx-items-rename-{item}"
+    page_js.focus(f"{toggle} button")
+    with page_js.expect_response("**/items/toggle"):
+        page_js.keyboard.press("Enter")
+    expect(page_js.locator(f"#item-row-{item}")).to_contain_text("(done)")
+    _idle(page_js, toggle)
+    assert page_js.is_enabled(f"{toggle} button")
+    page_js.wait_for_function(
+        f"document.activeElement === document.querySelector('{toggle} button')"
+    )
+    with page_js.expect_response("**/items/toggle"):
+        page_js.keyboard.press("Enter")
+    expect(page_js.locator(f"#item-row-{item}")).not_to_contain_text("(done)")
+    assert review.harness.calls["toggle"] == 2
+
+    expect(page_js.locator(f"{rename} input[name=csrf_token]")).to_have_count(0)
+    page_js.fill(f"{rename}-title", "renamed")
+    with page_js.expect_response("**/items/rename") as answer:
+        page_js.click(f"{rename} button")
+    assert answer.value.status == 200
+    expect(page_js.locator(f"#item-row-{item} .title")).to_have_text("renamed")
+    assert review.harness.item(item) == (item, "renamed", 1, False, None)
+    assert js_errors == []
