@@ -9,22 +9,20 @@
  *   - sends `X-CSRFToken` (from <meta name="csrf-token">) and `HX-Actions-Regions`
  *     (which refreshable regions the page holds);
  *   - swaps answers carrying `HX-Actions` whatever their status (htmx 2 skips 4xx/5xx);
- *   - marks the form busy (aria-busy, .hx-pending, submit buttons disabled and marked
- *     data-hx-pending-disabled) and drops a second submit while the first is in flight; a copy
- *     of a busy form that htmx restores from its history comes back usable;
+ *   - marks the form busy (aria-busy, .hx-pending, submit buttons disabled) and drops
+ *     a second submit while the first is in flight (and not in htmx's history snapshots);
  *   - puts the fresh idempotency key (`HX-Actions-Key`) into the form's `_hx_key`;
  *   - mirrors the field error slots onto the inputs (aria-invalid) and focuses the first
  *     invalid input when focus is not already in the form;
  *   - gives every action form htmx loads its empty error summary (the server renders one
- *     only when it has something to say), the target of error answers;
- *   - takes aria-busy off a lazy fragment's placeholder whose load failed.
+ *     only when it has something to say), the target of error answers.
  */
 (function () {
   'use strict';
 
   var FORM_SELECTOR = 'form[data-hx-action]';
   var PENDING_CLASS = 'hx-pending';
-  // Marks the submit buttons this script disabled, so a copy of the page can be told apart.
+  // On the submit buttons this script disabled (a copy of the page can tell them apart).
   var DISABLED_MARK = 'data-hx-pending-disabled';
   // Proxies and servers commonly refuse header lines above 8 KB: stop adding
   // parametrised region tokens past this many characters.
@@ -137,10 +135,7 @@
       return isSubmitControl(el) && !el.disabled;
     });
     var focused = disabled.indexOf(document.activeElement) >= 0 ? document.activeElement : null;
-    disabled.forEach(function (el) {
-      el.disabled = true;
-      el.setAttribute(DISABLED_MARK, '');
-    });
+    disabled.forEach(function (el) { el.disabled = true; el.setAttribute(DISABLED_MARK, ''); });
     pending.set(form, { buttons: disabled, focused: focused });
     form.classList.add(PENDING_CLASS);
     form.setAttribute('aria-busy', 'true');
@@ -150,12 +145,8 @@
     var state = pending.get(form);
     if (!state) return;
     pending.delete(form);
-    state.buttons.forEach(function (el) {
-      el.disabled = false;
-      el.removeAttribute(DISABLED_MARK);
-    });
-    form.classList.remove(PENDING_CLASS);
-    form.removeAttribute('aria-busy');
+    state.buttons.forEach(enable);
+    notBusy(form);
     // Give focus back to the button that was pressed (its counterpart when the answer
     // re-rendered the form), unless something else took it.
     var active = document.activeElement;
@@ -164,8 +155,10 @@
     if (button && !button.disabled && (!active || active === document.body)) button.focus();
   }
 
-  // The submit control of the form re-rendered under the same id that stands where `button`
-  // stood among the submit controls of the replaced `form`.
+  function enable(el) { el.disabled = false; el.removeAttribute(DISABLED_MARK); }
+  function notBusy(el) { el.classList.remove(PENDING_CLASS); el.removeAttribute('aria-busy'); }
+
+  // The submit control at `button`'s place in the form re-rendered under the same id.
   function counterpart(form, button) {
     var current = form.id && document.getElementById(form.id);
     if (!current || current === form || !current.matches(FORM_SELECTOR)) return null;
@@ -173,19 +166,14 @@
     return index < 0 ? null : controls(current).filter(isSubmitControl)[index] || null;
   }
 
-  // htmx's history snapshot of a page (the back button after an htmx navigation that pushed a
-  // URL) holds a form as it was then, busy if a submit was in flight: no request of the restored
-  // copy is in flight, so it must not stay busy and disabled.
+  // A form busy when htmx took its history snapshot (an hx-push-url navigation during a submit)
+  // comes back with the back button, with no request in flight: it must not stay busy.
   document.addEventListener('htmx:historyRestore', function () {
     document.querySelectorAll('[' + DISABLED_MARK + ']').forEach(function (el) {
-      if (el.form && pending.has(el.form)) return;
-      el.disabled = false;
-      el.removeAttribute(DISABLED_MARK);
+      if (!el.form || !pending.has(el.form)) enable(el);
     });
-    document.querySelectorAll(FORM_SELECTOR).forEach(function (form) {
-      if (pending.has(form)) return;
-      form.classList.remove(PENDING_CLASS);
-      form.removeAttribute('aria-busy');
+    document.querySelectorAll(FORM_SELECTOR + '[aria-busy]').forEach(function (form) {
+      if (!pending.has(form)) notBusy(form);
     });
   });
 
@@ -295,12 +283,11 @@
       }
     }
     if (form) clearPending(form);
-    // A lazy fragment's placeholder (aria-busy, hx-get) is replaced by its region when the load
-    // succeeds; one still on the page after its request (an error status, which htmx does not
-    // swap, or a network error) stays empty and is no longer busy.
+    // A lazy fragment's placeholder still on the page after its load (an error status, which
+    // htmx does not swap, or a network error) stays empty, and is no longer busy.
     var elt = issuer(d);
-    if (elt && elt.nodeType === 1 && elt.isConnected && elt.hasAttribute('data-hx-fragment') &&
-        elt.hasAttribute('hx-get') && elt.getAttribute('aria-busy') === 'true') {
+    if (elt && elt.nodeType === 1 && elt.isConnected &&
+        elt.matches('[data-hx-fragment][hx-get][aria-busy]')) {
       elt.removeAttribute('aria-busy');
     }
   });

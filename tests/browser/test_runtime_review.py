@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from flask import Flask, abort
+from marshmallow import Schema, fields
 from playwright.sync_api import Page, Request, expect
 
 from flask_hx_actions import ActionsBlueprint, ok
@@ -77,7 +78,6 @@ def review(tmp_path: Path, live_server: Callable[[Flask], str]) -> Iterator[Revi
         harness.templates.update(TEMPLATES)
         review = Review(base="", harness=harness)
         bp = ActionsBlueprint("rv", __name__, url_prefix="/rv")
-        from marshmallow import Schema, fields
 
         class TextSchema(Schema):
             text = fields.String(load_default="")
@@ -185,9 +185,11 @@ def test_lazy_fragment_whose_load_fails_is_not_left_busy(review: Review, page_js
     statuses: dict[str, int] = {}
     page_js.on(
         "response",
-        lambda r: statuses.update({r.url.split("/")[-1].split("?")[0]: r.status})
-        if "/_hx/fragments/" in r.url
-        else None,
+        lambda r: (
+            statuses.update({r.url.split("/")[-1].split("?")[0]: r.status})
+            if "/_hx/fragments/" in r.url
+            else None
+        ),
     )
     _open(page_js, review.url("failing.html"))
     page_js.wait_for_function("document.querySelectorAll('[aria-busy]').length === 0")
@@ -346,8 +348,10 @@ def test_history_restore_without_the_cache_gets_the_full_page(
     page_js.click("#away")
     expect(page_js.locator("#other")).to_have_text("Another page")
     with page_js.expect_request(
-        lambda r: r.url == review.url("forms.html")
-        and r.headers.get("hx-history-restore-request") == "true"
+        lambda r: (
+            r.url == review.url("forms.html")
+            and r.headers.get("hx-history-restore-request") == "true"
+        )
     ):
         page_js.go_back()
     expect(page_js.locator(MARK_ALL)).to_have_count(1)
