@@ -10,7 +10,7 @@
  *     (which refreshable regions the page holds);
  *   - swaps answers carrying `HX-Actions` whatever their status (htmx 2 skips 4xx/5xx);
  *   - marks the form busy (aria-busy, .hx-pending, submit buttons disabled) and drops
- *     a second submit while the first is in flight;
+ *     a second submit while the first is in flight (and not in htmx's history snapshots);
  *   - puts the fresh idempotency key (`HX-Actions-Key`) into the form's `_hx_key`;
  *   - mirrors the field error slots onto the inputs (aria-invalid) and focuses the first
  *     invalid input when focus is not already in the form;
@@ -22,6 +22,8 @@
 
   var FORM_SELECTOR = 'form[data-hx-action]';
   var PENDING_CLASS = 'hx-pending';
+  // On the submit buttons this script disabled (a copy of the page can tell them apart).
+  var DISABLED_MARK = 'data-hx-pending-disabled';
   // Proxies and servers commonly refuse header lines above 8 KB: stop adding
   // parametrised region tokens past this many characters.
   var MAX_REGIONS_HEADER = 6000;
@@ -133,7 +135,7 @@
       return isSubmitControl(el) && !el.disabled;
     });
     var focused = disabled.indexOf(document.activeElement) >= 0 ? document.activeElement : null;
-    disabled.forEach(function (el) { el.disabled = true; });
+    disabled.forEach(function (el) { el.disabled = true; el.setAttribute(DISABLED_MARK, ''); });
     pending.set(form, { buttons: disabled, focused: focused });
     form.classList.add(PENDING_CLASS);
     form.setAttribute('aria-busy', 'true');
@@ -143,15 +145,37 @@
     var state = pending.get(form);
     if (!state) return;
     pending.delete(form);
-    state.buttons.forEach(function (el) { el.disabled = false; });
-    form.classList.remove(PENDING_CLASS);
-    form.removeAttribute('aria-busy');
-    // Give focus back to the button that was pressed, unless something else took it.
+    state.buttons.forEach(enable);
+    notBusy(form);
+    // Give focus back to the button that was pressed (its counterpart when the answer
+    // re-rendered the form), unless something else took it.
     var active = document.activeElement;
-    if (state.focused && state.focused.isConnected && (!active || active === document.body)) {
-      state.focused.focus();
-    }
+    var button = state.focused;
+    if (button && !button.isConnected) button = counterpart(form, button);
+    if (button && !button.disabled && (!active || active === document.body)) button.focus();
   }
+
+  function enable(el) { el.disabled = false; el.removeAttribute(DISABLED_MARK); }
+  function notBusy(el) { el.classList.remove(PENDING_CLASS); el.removeAttribute('aria-busy'); }
+
+  // The submit control at `button`'s place in the form re-rendered under the same id.
+  function counterpart(form, button) {
+    var current = form.id && document.getElementById(form.id);
+    if (!current || current === form || !current.matches(FORM_SELECTOR)) return null;
+    var index = controls(form).filter(isSubmitControl).indexOf(button);
+    return index < 0 ? null : controls(current).filter(isSubmitControl)[index] || null;
+  }
+
+  // A form busy when htmx took its history snapshot (an hx-push-url navigation during a submit)
+  // comes back with the back button, with no request in flight: it must not stay busy.
+  document.addEventListener('htmx:historyRestore', function () {
+    document.querySelectorAll('[' + DISABLED_MARK + ']').forEach(function (el) {
+      if (!el.form || !pending.has(el.form)) enable(el);
+    });
+    document.querySelectorAll(FORM_SELECTOR + '[aria-busy]').forEach(function (form) {
+      if (!pending.has(form)) notBusy(form);
+    });
+  });
 
   // A second submit (Enter in a field, a script calling requestSubmit) while the first is
   // in flight never reaches htmx, which would otherwise queue it and send it afterwards.
@@ -259,6 +283,13 @@
       }
     }
     if (form) clearPending(form);
+    // A lazy fragment's placeholder still on the page after its load (an error status, which
+    // htmx does not swap, or a network error) stays empty, and is no longer busy.
+    var elt = issuer(d);
+    if (elt && elt.nodeType === 1 && elt.isConnected &&
+        elt.matches('[data-hx-fragment][hx-get][aria-busy]')) {
+      elt.removeAttribute('aria-busy');
+    }
   });
 
   /* ------------------------------------------------------------ error summaries */
