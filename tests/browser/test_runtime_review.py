@@ -49,6 +49,10 @@ TEMPLATES = {
     '{{ fragment("stats") }}{{ fragment("item-list") }}'
     '<a id="away" hx-get="/show/rv-other.html" hx-target="body" hx-push-url="true"'
     ' href="/show/rv-other.html">away</a></body></html>',
+    # A form whose answer does not re-render it, with input (items.profile).
+    "rv-profile.html": HEAD + '{% call action_form("items.profile") %}'
+    '<input name="name" id="pname"><input type="hidden" name="password" value="long enough">'
+    '<button id="profile-btn">Save</button>{% endcall %}</body></html>',
     # A page without any region: mark_all's answer must not carry stats or rows.
     "rv-bare.html": HEAD + '{{ action_form("items.mark_all", label="Mark all done") }}'
     "</body></html>",
@@ -58,6 +62,7 @@ SLOW = "#hx-rv-slow"
 LIMITED = "#hx-rv-limited"
 EXPLODE = "#hx-items-explode"
 MARK_ALL = "#hx-items-mark-all"
+PROFILE = "#hx-items-profile"
 
 
 @dataclass
@@ -236,6 +241,37 @@ def test_key_is_refreshed_in_a_form_the_answer_does_not_rerender(
     _idle(page_js, MARK_ALL)
     assert answer.value.headers.get("idempotent-replayed") is None
     assert review.harness.calls["mark_all"] == 2
+    assert js_errors == []
+
+
+def test_a_form_whose_answer_was_lost_can_submit_other_input(
+    review: Review, page_js: Page, js_errors: list[str]
+) -> None:
+    """The first answer never reached the page, so the form still holds the spent key. Other
+    input under it is the 422 of a reused key, which brings a fresh key: the next submit runs."""
+    _open(page_js, review.url("profile.html"))
+    key = f"{PROFILE} input[name=_hx_key]"
+    spent = page_js.input_value(key)
+    page_js.fill("#pname", "ann")
+    with page_js.expect_response("**/items/profile") as answer:
+        page_js.click("#profile-btn")
+    _idle(page_js, PROFILE)
+    assert answer.value.status == 200
+    page_js.eval_on_selector(key, "(el, spent) => { el.value = spent; }", spent)  # answer "lost"
+    page_js.fill("#pname", "bea")
+    with page_js.expect_response("**/items/profile") as answer:
+        page_js.click("#profile-btn")
+    _idle(page_js, PROFILE)
+    assert answer.value.status == 422
+    fresh = answer.value.headers["hx-actions-key"]
+    assert page_js.input_value(key) == fresh != spent
+    assert review.harness.calls["profile"] == 1
+    with page_js.expect_response("**/items/profile") as answer:
+        page_js.click("#profile-btn")
+    _idle(page_js, PROFILE)
+    assert answer.value.status == 200
+    assert answer.value.headers.get("idempotent-replayed") is None
+    assert review.harness.calls["profile"] == 2
     assert js_errors == []
 
 
