@@ -46,13 +46,17 @@ def make_app(outer_cache: str | None, **config: Any) -> Flask:
         return {}
 
     app.register_blueprint(bp)
+    _add_login(app)
+    return app
+
+
+def _add_login(app: Flask) -> None:
+    """``GET /login/<user>`` signs ``user`` in (the session's ``user``)."""
 
     @app.get("/login/<user>")
     def login(user: str) -> str:
         session["user"] = user
         return "ok"
-
-    return app
 
 
 def test_global_fragment_around_a_cached_form_fragment_is_refused_even_on_a_cache_hit() -> None:
@@ -171,12 +175,7 @@ def scoped_app(**inner: Any) -> Flask:
         return {"inner": "hello"}
 
     app.register_blueprint(bp)
-
-    @app.get("/login/<user>")
-    def login(user: str) -> str:
-        session["user"] = user
-        return "ok"
-
+    _add_login(app)
     return app
 
 
