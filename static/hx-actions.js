@@ -15,7 +15,9 @@
  *   - mirrors the field error slots onto the inputs (aria-invalid) and focuses the first
  *     invalid input when focus is not already in the form;
  *   - gives every action form htmx loads its empty error summary (the server renders one
- *     only when it has something to say), the target of error answers.
+ *     only when it has something to say), the target of error answers;
+ *   - says in that summary when no answer came from the library (network error, timeout,
+ *     a proxy's error page), until the form's next attempt.
  */
 (function () {
   'use strict';
@@ -199,6 +201,23 @@
   document.addEventListener('htmx:beforeSend', function (evt) {
     var form = submittedForm(issuer(evt.detail));
     if (form) setPending(form);
+    if (form) showFailure(form, false); // a new attempt: the last failure's message goes
+  });
+
+  // No answer from the library (a network error, a timeout, a proxy's 502): say so in the
+  // form's error summary (data-hx-failure-message on the form, or a default).
+  function showFailure(form, failed) {
+    var summary = document.getElementById(form.id + '-errors');
+    if (!summary || (!failed && !summary.hasAttribute('data-hx-failure'))) return;
+    summary.toggleAttribute('data-hx-failure', failed);
+    summary.textContent = !failed ? '' : (form.getAttribute('data-hx-failure-message') ||
+      'The request failed. Check your connection and try again.');
+  }
+  ['htmx:sendError', 'htmx:timeout', 'htmx:responseError'].forEach(function (name) {
+    document.addEventListener(name, function (evt) {
+      var form = submittedForm(issuer(evt.detail));
+      if (form) showFailure(form, true);
+    });
   });
 
   /* ------------------------------------------------------------------ answers */

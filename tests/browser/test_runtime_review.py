@@ -50,7 +50,8 @@ TEMPLATES = {
     '<a id="away" hx-get="/show/rv-other.html" hx-target="body" hx-push-url="true"'
     ' href="/show/rv-other.html">away</a></body></html>',
     # A form whose answer does not re-render it, with input (items.profile).
-    "rv-profile.html": HEAD + '{% call action_form("items.profile") %}'
+    "rv-profile.html": HEAD
+    + '{% call action_form("items.profile", data_hx_failure_message="No answer: try again.") %}'
     '<input name="name" id="pname"><input type="hidden" name="password" value="long enough">'
     '<button id="profile-btn">Save</button>{% endcall %}</body></html>',
     # A page without any region: mark_all's answer must not carry stats or rows.
@@ -273,6 +274,37 @@ def test_a_form_whose_answer_was_lost_can_submit_other_input(
     assert answer.value.headers.get("idempotent-replayed") is None
     assert review.harness.calls["profile"] == 2
     assert js_errors == []
+
+
+def test_no_answer_from_the_library_is_said_in_the_form(
+    review: Review, page_js: Page, js_errors: list[str]
+) -> None:
+    """A proxy's 502 and a network error carry no message of the library's: the form's summary
+    says the request failed (the form's own text, else the default) until its next attempt."""
+    _open(page_js, review.url("profile.html"))
+    summary = "#hx-items-profile-errors"
+    page_js.fill("#pname", "ann")
+    page_js.route("**/items/profile", lambda route: route.fulfill(status=502, body="Bad gateway"))
+    page_js.click("#profile-btn")
+    expect(page_js.locator(summary)).to_have_text("No answer: try again.")
+    _idle(page_js, PROFILE)
+    page_js.unroute("**/items/profile")
+    with page_js.expect_response("**/items/profile") as answer:
+        page_js.click("#profile-btn")
+    _idle(page_js, PROFILE)
+    assert answer.value.status == 200
+    expect(page_js.locator(summary)).to_have_text("")
+    assert review.harness.calls["profile"] == 1
+    _open(page_js, review.url("forms.html"))
+    page_js.route("**/items/mark_all", lambda route: route.abort("connectionrefused"))
+    page_js.click(f"{MARK_ALL} button")
+    expect(page_js.locator(f"{MARK_ALL}-errors")).to_have_text(
+        "The request failed. Check your connection and try again."
+    )
+    _idle(page_js, MARK_ALL)
+    assert page_js.is_enabled(f"{MARK_ALL} button")
+    assert review.harness.calls["mark_all"] == 0
+    assert all("hx-actions.js" not in error for error in js_errors)
 
 
 def test_regions_header_of_a_page_without_regions_asks_for_none(
