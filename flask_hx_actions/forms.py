@@ -576,11 +576,14 @@ def fragment(name: str, *, lazy: bool = False, **params: Any) -> Markup:
             f' data-hx-fragment="{escape(name)}"></{frag.element}>'
         )
     if lazy and request.cookies.get(JS_COOKIE) == "1":
+        # The region's own opening tag (with the parameters and tags of a parametrised one, so
+        # the regions header names it while it loads), then what makes htmx load it.
         url = url_for("hx_actions.fragment", name=name, **params)
+        tags = frag.tags(params) if frag.params else frag.static_tags
+        head = frag.opening_tag(params, tags)
         return Markup(
-            f'<{frag.element} id="{escape(frag.dom_id(params))}" data-hx-fragment="{escape(name)}"'
-            f' hx-get="{escape(url)}" hx-trigger="load" hx-swap="outerHTML" aria-busy="true">'
-            f"</{frag.element}>"
+            f'{head[:-1]} hx-get="{escape(url)}" hx-trigger="load" hx-swap="outerHTML"'
+            f' aria-busy="true"></{frag.element}>'
         )
     return frag.region(params)
 

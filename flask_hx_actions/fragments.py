@@ -258,6 +258,10 @@ class Fragment:
             )
         return Markup(html)
 
+    def opening_tag(self, params: Mapping[str, Any], tags: frozenset[str]) -> str:
+        """The region element's opening tag, as :meth:`region` renders it (not out-of-band)."""
+        return self._head(params, tags, False)[0]
+
     def _head(self, params: Mapping[str, Any], tags: frozenset[str], oob: bool) -> tuple[str, str]:
         """The region's opening tag and its DOM id."""
         dom_id = self.dom_id(params)

@@ -304,6 +304,19 @@ def test_lazy_fragment_is_a_placeholder_when_the_browser_runs_js(app_calls):
     ) in page
 
 
+def test_lazy_placeholder_of_a_parametrised_fragment_names_its_params_and_tags(app_calls):
+    """While it loads, the placeholder is a region like the one it becomes: hx-actions.js names
+    it in the regions header, so an action committed meanwhile still refreshes it."""
+    app, _ = app_calls
+    with app.test_request_context(headers={"Cookie": "hx_js=1"}):
+        html = render_template_string("{{ fragment('todo', id=7, lazy=True) }}")
+    assert html == (
+        '<li id="todo-7" data-hx-fragment="todo" data-hx-fragment-params="id=7"'
+        ' data-hx-tags="todo:7 todos" hx-get="/_hx/fragments/todo?id=7" hx-trigger="load"'
+        ' hx-swap="outerHTML" aria-busy="true"></li>'
+    )
+
+
 def test_page_renders_an_unauthorised_region_empty(app_calls):
     app, _ = app_calls
     with app.test_request_context():
