@@ -248,15 +248,17 @@ def complete_with_bump(
     ordinary way."""
     answer = None if response is None else StoredAnswer.of(response)
     store = cast(Any, claim.store)
+    # Without an answer the key keeps the tags, for the replay's re-render (as Claim.complete).
+    done = claim if answer is not None or not tags else replace(claim, tags=frozenset(tags))
     try:
-        store.complete_and_bump(claim, answer, tag_versions.hash_key, tags)
+        store.complete_and_bump(done, answer, tag_versions.hash_key, tags)
     except Exception:
         log.warning("could not complete idempotency key %s with its tags", claim.key, exc_info=True)
     else:
         tag_versions.bumped_elsewhere()
         return
     tag_versions.bump(tags)
-    claim.complete(response)
+    claim.complete(response, tags)
 
 
 class IdempotencyStore(Protocol):

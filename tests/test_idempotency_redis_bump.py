@@ -3,6 +3,7 @@ shares its client with the Redis tag versions (HX_ACTIONS_REDIS_URL, no SQLAlche
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -11,7 +12,7 @@ import pytest
 from flask import Flask
 from jinja2 import DictLoader
 
-from flask_hx_actions import ActionsBlueprint, HxActions, ok
+from flask_hx_actions import ActionsBlueprint, HxActions, ok, revalidate
 from flask_hx_actions.idempotency import REPLAYED_HEADER, store_for
 from flask_hx_actions.testing import ActionClient
 
@@ -38,6 +39,7 @@ def make_app(redis_url: str, *, cached: bool = False, tag: str) -> Flask:
     @bp.action("boom", tags=[f"{tag}-broken"], fragment="broken")
     def boom() -> Any:
         app.extensions["calls"]["boom"] += 1
+        revalidate(f"{tag}-extra")
         return ok()
 
     @bp.fragment("row", template="row.html", tags=lambda id: [f"{tag}:{id}"])
@@ -182,3 +184,23 @@ def test_an_answer_that_fails_to_render_still_moves_the_tags(app: Flask, tag: st
     again = client.submit("things.boom", {"_hx_key": "key-0000004"}, htmx=True)
     assert app.extensions["calls"]["boom"] == 1  # the key is done: the body does not run again
     assert again.status_code == 500  # re-rendered, and the render fails again
+
+
+def test_a_key_done_without_an_answer_keeps_the_tags_its_body_revalidated(
+    app: Flask, tag: str
+) -> None:
+    """The answer failed to render after the combined completion took the tags: a replay
+    re-renders, and must refresh what the body revalidated, as without the combined call."""
+    app.config["PROPAGATE_EXCEPTIONS"] = False
+    answer = app.test_client().submit("things.boom", {"_hx_key": "key-0000005"}, htmx=True)
+    assert answer.status_code == 500
+    assert versions(app, f"{tag}-extra") == [1]
+    with app.app_context():
+        store = store_for(app)
+    assert store is not None
+    (name,) = store.client.scan_iter(f"{store.prefix}*:key-0000005")
+    scope = name.decode()[len(store.prefix) : -len(":key-0000005")]
+    fingerprint = json.loads(store.client.get(name).split(b"\n", 1)[1])["fingerprint"]
+    again = store.claim(scope, "key-0000005", fingerprint, 60.0)
+    assert again.outcome == "rerender"
+    assert again.tags >= {f"{tag}-extra", f"{tag}-broken"}
