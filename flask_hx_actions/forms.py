@@ -579,8 +579,7 @@ def fragment(name: str, *, lazy: bool = False, **params: Any) -> Markup:
         # The region's own opening tag (with the parameters and tags of a parametrised one, so
         # the regions header names it while it loads), then what makes htmx load it.
         url = url_for("hx_actions.fragment", name=name, **params)
-        tags = frag.tags(params) if frag.params else frag.static_tags
-        head = frag.opening_tag(params, tags)
+        head = frag.opening_tag(params)
         return Markup(
             f'{head[:-1]} hx-get="{escape(url)}" hx-trigger="load" hx-swap="outerHTML"'
             f' aria-busy="true"></{frag.element}>'

@@ -231,7 +231,7 @@ class Fragment:
 
     def region(self, params: Mapping[str, Any], *, oob: bool = False) -> Markup:
         """The fragment rendered inside its region element."""
-        tags = self.tags(params) if self.params else self.static_tags
+        tags = self.tags(params)
         inner = (
             self.render_inner(params) if self.cache is None else cached_inner(self, params, tags)
         )
@@ -258,9 +258,9 @@ class Fragment:
             )
         return Markup(html)
 
-    def opening_tag(self, params: Mapping[str, Any], tags: frozenset[str]) -> str:
+    def opening_tag(self, params: Mapping[str, Any]) -> str:
         """The region element's opening tag, as :meth:`region` renders it (not out-of-band)."""
-        return self._head(params, tags, False)[0]
+        return self._head(params, self.tags(params), False)[0]
 
     def _head(self, params: Mapping[str, Any], tags: frozenset[str], oob: bool) -> tuple[str, str]:
         """The region's opening tag and its DOM id."""

@@ -324,6 +324,32 @@ def test_page_renders_an_unauthorised_region_empty(app_calls):
     assert html == '<div id="secret" data-hx-fragment="secret"></div>'
 
 
+def test_cached_fragment_without_params_follows_the_tags_its_function_gives():
+    """``tags=`` a function of no parameters: a cached region's key holds those tags' versions
+    (it kept the first render for good, its tags being taken as none)."""
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY="test", TESTING=True)
+    app.jinja_loader = DictLoader({"count.html": "n={{ n }}"})
+    HxActions(app)
+    bp = ActionsBlueprint("counts", __name__, url_prefix="/counts")
+    counter = {"n": 0}
+
+    @bp.fragment("count", template="count.html", tags=lambda: ["count"], cache="global")
+    def count() -> dict[str, Any]:
+        return dict(counter)
+
+    app.register_blueprint(bp)
+    page = "{{ fragment('count') }}"
+    with app.test_request_context():
+        assert render_template_string(page) == '<div id="count" data-hx-fragment="count">n=0</div>'
+    counter["n"] = 5
+    with app.test_request_context():
+        assert "n=0" in render_template_string(page)  # cached while its tag has not moved
+        app.extensions["hx_actions"].tag_versions.bump({"count"})
+    with app.test_request_context():
+        assert render_template_string(page) == '<div id="count" data-hx-fragment="count">n=5</div>'
+
+
 def test_memory_fragment_cache_is_bounded_and_expires():
     cache = MemoryFragmentCache(size=2)
     cache.set("a", "A", ttl=60)
