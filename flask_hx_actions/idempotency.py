@@ -199,7 +199,7 @@ class Claim:
         errors are raised and roll the action back; other stores run after the action happened,
         so their errors are logged and the caller still gets its answer."""
         answer = None if response is None else StoredAnswer.of(response)
-        claim = self if answer is not None or not tags else replace(self, tags=frozenset(tags))
+        claim = self.finished(answer, tags)
         if self.store.transactional:
             self.store.complete(claim, answer)
             return
@@ -207,6 +207,11 @@ class Claim:
             self.store.complete(claim, answer)
         except Exception:
             log.warning("could not store the answer of idempotency key %s", self.key, exc_info=True)
+
+    def finished(self, answer: StoredAnswer | None, tags: Iterable[str]) -> Claim:
+        """The claim as its store completes it: done without an answer, it keeps ``tags`` (the
+        ones the body revalidated) for the replay's re-render."""
+        return self if answer is not None or not tags else replace(self, tags=frozenset(tags))
 
     def release(self) -> None:
         """Free the key after ``fail``, ``not_found`` or an exception (errors are logged)."""
@@ -248,10 +253,8 @@ def complete_with_bump(
     ordinary way."""
     answer = None if response is None else StoredAnswer.of(response)
     store = cast(Any, claim.store)
-    # Without an answer the key keeps the tags, for the replay's re-render (as Claim.complete).
-    done = claim if answer is not None or not tags else replace(claim, tags=frozenset(tags))
     try:
-        store.complete_and_bump(done, answer, tag_versions.hash_key, tags)
+        store.complete_and_bump(claim.finished(answer, tags), answer, tag_versions.hash_key, tags)
     except Exception:
         log.warning("could not complete idempotency key %s with its tags", claim.key, exc_info=True)
     else:
