@@ -16,7 +16,7 @@ from flask import Blueprint
 from flask.sansio.blueprints import BlueprintSetupState
 from werkzeug.datastructures import MultiDict
 
-from .fragments import CacheScope, Fragment, TagsSpec, _check_tags, _param_names, tag_set
+from .fragments import CacheScope, Fragment, TagsSpec, _check_tags, _param_names, tags_from
 from .ratelimits import LimitKey, apply_limit
 from .results import Result, invalid
 from .validation import Validator, make_validator
@@ -101,9 +101,7 @@ class Action:
         """The tags this action invalidates for these bound / validated arguments."""
         if self.tags_func is None:
             return self.static_tags
-        call = {k: args[k] for k in self.tags_params if k in args}
-        found = tag_set(self.tags_func(**call))
-        return self.static_tags | found if self.static_tags else found
+        return tags_from(self.static_tags, self.tags_func, self.tags_params, args)
 
     def call_args(self, bound: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
         """The keyword arguments of the function: bound arguments plus the validated fields it

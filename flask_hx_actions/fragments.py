@@ -168,9 +168,7 @@ class Fragment:
     def tags(self, params: Mapping[str, Any]) -> frozenset[str]:
         if self.tags_func is None:
             return self.static_tags
-        args = {k: params[k] for k in self.tags_params if k in params}
-        found = tag_set(self.tags_func(**args))
-        return self.static_tags | found if self.static_tags else found
+        return tags_from(self.static_tags, self.tags_func, self.tags_params, params)
 
     def check_params(self, params: Mapping[str, Any]) -> dict[str, Any]:
         """``params`` checked against the signature, as a dict (``params`` itself if it is one)."""
@@ -476,6 +474,18 @@ _SPACE = re.compile(r"\s")
 
 #: Tags already checked (bounded: cleared when full), so a row's tags are checked once.
 _GOOD_TAGS: set[str] = set()
+
+
+def tags_from(
+    static: frozenset[str],
+    func: Callable[..., Iterable[str]],
+    names: tuple[str, ...],
+    values: Mapping[str, Any],
+) -> frozenset[str]:
+    """``static`` and the tags ``func`` gives for the ``names`` it takes from ``values`` (the
+    tags of a fragment for its parameters, of an action for its arguments)."""
+    found = tag_set(func(**{k: values[k] for k in names if k in values}))
+    return static | found if static else found
 
 
 def tag_set(tags: Iterable[str]) -> frozenset[str]:
