@@ -17,6 +17,7 @@ from flask import Flask, Response, abort, current_app, g, jsonify, render_templa
 
 from . import forms
 from .fragments import Fragment, FragmentError, cache_key, parse_region_token
+from .headers import environ_key
 from .htmx import hx_redirect, reswap
 from .results import Result
 from .security import fresh_key, own_origin, safe_target
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from .extension import HxState
 
 REGIONS_HEADER = "HX-Actions-Regions"
+_REGIONS_KEY = environ_key(REGIONS_HEADER)  # read from the environ (see headers.py)
 KEY_HEADER = "HX-Actions-Key"
 _DOM_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_:.-]{0,200}$")
 _SERVER_ERROR = "Something went wrong on our side. Please try again."
@@ -135,7 +137,7 @@ def _own_params(action: Action, fragment: Fragment, args: Mapping[str, Any]) -> 
 def _candidates(state: HxState) -> list[tuple[Fragment, dict[str, Any]]]:
     """Regions to consider for out-of-band refresh: those the page says it holds (the
     ``HX-Actions-Regions`` header of hx-actions.js), else every non-parametrised fragment."""
-    header = request.environ.get("HTTP_HX_ACTIONS_REGIONS")  # REGIONS_HEADER
+    header = request.environ.get(_REGIONS_KEY)
     if header is None:
         return [(f, {}) for f in state.fragments.values() if not f.parametrised]
     if len(header) > _REGION_LISTS_HEADER_MAX:
