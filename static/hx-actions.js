@@ -11,6 +11,7 @@
  *   - swaps answers carrying `HX-Actions` whatever their status (htmx 2 skips 4xx/5xx);
  *   - marks the form busy (aria-busy, .hx-pending, submit buttons disabled) and drops
  *     a second submit while the first is in flight (and not in htmx's history snapshots);
+ *   - sends a form htmx swapped in but has not set up yet (before it settles) through htmx;
  *   - puts the fresh idempotency key (`HX-Actions-Key`) into the form's `_hx_key`;
  *   - mirrors the field error slots onto the inputs (aria-invalid) and focuses the first
  *     invalid input when focus is not already in the form;
@@ -182,11 +183,29 @@
   // A second submit (Enter in a field, a script calling requestSubmit) while the first is
   // in flight never reaches htmx, which would otherwise queue it and send it afterwards.
   // Capture phase on document runs before htmx's own listener on the form.
+  // htmx sets up swapped-in content only when it settles (20 ms later by default; until
+  // then it has class htmx-added): a form submitted in between would go out as a plain
+  // POST, without the CSRF token an htmx answer leaves to the meta tag. Set it up now and
+  // submit it again, through htmx.
+  var setUpEarly = new WeakSet();
   document.addEventListener('submit', function (evt) {
     var form = evt.target;
-    if (form && pending.has(form)) {
+    if (!form || form.nodeType !== 1) return;
+    var unsettled = window.htmx && !setUpEarly.has(form) && form.matches(FORM_SELECTOR) &&
+      form.closest('.' + window.htmx.config.addedClass);
+    if (pending.has(form) || unsettled) {
       evt.preventDefault();
       evt.stopPropagation();
+    }
+    if (unsettled) {
+      setUpEarly.add(form);
+      window.htmx.process(form);
+      // htmx learns the pressed button from focusin/click, which came before its set-up.
+      var submitter = evt.submitter;
+      if (submitter) submitter.dispatchEvent(new FocusEvent('focusin', { bubbles: true }));
+      // Not from inside this submit event: the browser ignores a submit of a form whose
+      // submit event is being dispatched.
+      setTimeout(function () { if (form.isConnected) form.requestSubmit(submitter || undefined); });
     }
   }, true);
 

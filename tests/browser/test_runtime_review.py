@@ -495,3 +495,29 @@ def test_row_form_replaced_by_its_own_answer(
     expect(page_js.locator(f"#item-row-{item} .title")).to_have_text("renamed")
     assert review.harness.item(item) == (item, "renamed", 1, False, None)
     assert js_errors == []
+
+
+def test_form_submitted_before_htmx_settles_goes_through_htmx(
+    review: Review, page_js: Page, js_errors: list[str]
+) -> None:
+    """htmx sets up swapped-in content when it settles. Enter on the re-rendered row's button
+    before then (a long settle delay makes the window wide) still sends an htmx request with
+    the meta tag's token, not a plain POST that lacks the CSRF input."""
+    item = review.harness.add_item("one")
+    _open(page_js, review.url("forms.html"))
+    page_js.evaluate("htmx.config.defaultSettleDelay = 3000")
+    toggle = f"#hx-items-toggle-{item}"
+    page_js.focus(f"{toggle} button")
+    with page_js.expect_response("**/items/toggle"):
+        page_js.keyboard.press("Enter")
+    expect(page_js.locator(f"#item-row-{item}")).to_contain_text("(done)")
+    assert page_js.locator(f"#item-row-{item}.htmx-added").count() == 1  # not settled yet
+    page_js.focus(f"{toggle} button")
+    with page_js.expect_response("**/items/toggle") as answer:
+        page_js.keyboard.press("Enter")
+    assert answer.value.status == 200
+    assert answer.value.request.headers.get("hx-request") == "true"
+    expect(page_js.locator(f"#item-row-{item}")).not_to_contain_text("(done)")
+    assert page_js.url == review.url("forms.html")
+    assert review.harness.calls["toggle"] == 2
+    assert js_errors == []
