@@ -512,11 +512,14 @@ def test_form_submitted_before_htmx_settles_goes_through_htmx(
         page_js.keyboard.press("Enter")
     expect(page_js.locator(f"#item-row-{item}")).to_contain_text("(done)")
     assert page_js.locator(f"#item-row-{item}.htmx-added").count() == 1  # not settled yet
+    # A named button's value goes with the submit, as it does once htmx has set the form up.
+    page_js.eval_on_selector(f"{toggle} button", "b => { b.name = 'intent'; b.value = 'again'; }")
     page_js.focus(f"{toggle} button")
     with page_js.expect_response("**/items/toggle") as answer:
         page_js.keyboard.press("Enter")
     assert answer.value.status == 200
     assert answer.value.request.headers.get("hx-request") == "true"
+    assert "intent=again" in (answer.value.request.post_data or "").split("&")
     expect(page_js.locator(f"#item-row-{item}")).not_to_contain_text("(done)")
     assert page_js.url == review.url("forms.html")
     assert review.harness.calls["toggle"] == 2
