@@ -8,6 +8,14 @@ not depend on what else the machine does.
 
     .venv/bin/python bench/instructions.py                  # library and baseline, every request
     .venv/bin/python bench/instructions.py --system library --kind htmx -n 300
+    .venv/bin/python bench/instructions.py --server         # in a gunicorn worker, over sockets
+
+``--server`` counts in a real gunicorn sync worker instead (one worker, started under valgrind
+with ``--trace-children=yes``; the requests go over 127.0.0.1 sockets as ``bench/run`` sends
+them). That count holds gunicorn's own work too: parsing the request, building the environ,
+writing the answer. It is what the req/s ratios of ``bench/run`` follow; the in-process count
+leaves out what a request's shape costs the server (about 30k instructions per request header
+in gunicorn 27).
 
 Needs valgrind (Debian package). ``--run SYSTEM KIND N`` is the inner run valgrind executes.
 """
@@ -19,8 +27,11 @@ import importlib
 import io
 import os
 import re
+import signal
 import subprocess
 import sys
+import tempfile
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -126,11 +137,80 @@ def counted(system: str, kind: str, count: int) -> int:
     return int(match.group(1))
 
 
+def served_count(system: str, kind: str, count: int) -> int:
+    """Instructions of the gunicorn worker serving ``count`` of the bench's requests (after the
+    page load that builds them and a warm-up), counted by valgrind until the worker exits."""
+    from run import Browser, free_port, http_request
+
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="bench-callgrind-") as out:
+        env = dict(os.environ, PYTHONHASHSEED="0", WIDGETS="20")
+        for name in list(env):
+            if name.startswith(("HX_ACTIONS_", "BENCH_CACHE", "BENCH_SHARED")):
+                del env[name]
+        proc = subprocess.Popen(
+            [
+                "valgrind",
+                "--tool=callgrind",
+                "--trace-children=yes",
+                f"--callgrind-out-file={out}/cg.%p",
+                sys.executable,
+                str(Path(sys.executable).parent / "gunicorn"),
+                "--workers=1",
+                "--worker-class=sync",
+                "--timeout=600",  # the worker's idle wake-ups: none within a run
+                f"--bind=127.0.0.1:{port}",
+                f"--chdir={BENCH / 'apps'}",
+                "--log-level=warning",
+                f"{system}_app:app",
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        try:
+            deadline = time.monotonic() + 300
+            while True:
+                try:
+                    http_request(port, "GET", "/", {}, timeout=60)
+                    break
+                except OSError:
+                    if time.monotonic() > deadline or proc.poll() is not None:
+                        raise SystemExit(f"{system} under valgrind did not answer") from None
+                    time.sleep(0.5)
+            browser = Browser(system, port)
+            browser.load()
+            if kind == "page":
+                req = browser.get_page()
+            elif kind == "htmx":
+                req = browser.htmx_toggle(ROW)
+            else:
+                req = browser.plain_toggle(ROW)
+            for _ in range(10 + count):  # 10 for the warm-up, in both runs
+                status = http_request(
+                    port, req.method, req.path, req.headers, req.body, timeout=120
+                ).status
+                if status not in (200, 303):
+                    raise SystemExit(f"{system} {kind}: {status}")
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)  # the worker exits and callgrind writes its file
+            proc.wait(timeout=120)
+        workers = [f for f in Path(out).glob("cg.*") if f.name != f"cg.{proc.pid}"]
+        if len(workers) != 1:
+            raise SystemExit(f"expected one worker's callgrind file, found {len(workers)}")
+        match = re.search(r"^(?:summary|totals): (\d+)", workers[0].read_text(), re.M)
+        if not match:
+            raise SystemExit(f"no total in {workers[0]}")
+        return int(match.group(1))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--system", choices=("library", "baseline", "checked"), action="append")
     parser.add_argument("--kind", choices=KINDS, action="append")
     parser.add_argument("-n", type=int, default=0, help="requests (default 300, 10 for the page)")
+    parser.add_argument("--server", action="store_true", help="count in a gunicorn worker")
     parser.add_argument("--run", nargs=3, metavar=("SYSTEM", "KIND", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.run:
@@ -139,11 +219,16 @@ def main() -> None:
     for system in args.system or ["baseline", "library"]:
         for kind in args.kind or list(KINDS):
             count = args.n or (10 if kind == "page" else 300)
+            how = served_count if args.server else counted
             with ThreadPoolExecutor(2) as pool:
-                runs = [pool.submit(counted, system, kind, n) for n in (0, count)]
+                runs = [pool.submit(how, system, kind, n) for n in (0, count)]
                 base, loaded = (r.result() for r in runs)
             per = (loaded - base) / count
-            print(f"{system:8} {kind:5} {per:14,.0f} instructions/request (n={count})", flush=True)
+            where = " in a gunicorn worker" if args.server else ""
+            print(
+                f"{system:8} {kind:5} {per:14,.0f} instructions/request{where} (n={count})",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":
