@@ -27,11 +27,9 @@ import importlib
 import io
 import os
 import re
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -140,46 +138,30 @@ def counted(system: str, kind: str, count: int) -> int:
 def served_count(system: str, kind: str, count: int) -> int:
     """Instructions of the gunicorn worker serving ``count`` of the bench's requests (after the
     page load that builds them and a warm-up), counted by valgrind until the worker exits."""
-    from run import Browser, free_port, http_request
+    from run import Browser, Server, http_request
 
-    port = free_port()
     with tempfile.TemporaryDirectory(prefix="bench-callgrind-") as out:
-        env = dict(os.environ, PYTHONHASHSEED="0", WIDGETS="20")
-        for name in list(env):
-            if name.startswith(("HX_ACTIONS_", "BENCH_CACHE", "BENCH_SHARED")):
-                del env[name]
-        proc = subprocess.Popen(
-            [
-                "valgrind",
-                "--tool=callgrind",
-                "--trace-children=yes",
-                f"--callgrind-out-file={out}/cg.%p",
-                sys.executable,
-                str(Path(sys.executable).parent / "gunicorn"),
-                "--workers=1",
-                "--worker-class=sync",
-                "--timeout=600",  # the worker's idle wake-ups: none within a run
-                f"--bind=127.0.0.1:{port}",
-                f"--chdir={BENCH / 'apps'}",
-                "--log-level=warning",
-                f"{system}_app:app",
-            ],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
+        valgrind = [
+            "valgrind",
+            "--tool=callgrind",
+            "--trace-children=yes",
+            f"--callgrind-out-file={out}/cg.%p",
+            sys.executable,
+        ]
+        server = Server(
+            f"{system}_app",
+            20,
+            # The worker's idle wake-ups: none within a run.
+            {"PYTHONHASHSEED": "0", "GUNICORN_CMD_ARGS": "--timeout=600"},
+            workers=1,
+            wrap=valgrind,
+            patience=10,
         )
         try:
-            deadline = time.monotonic() + 300
-            while True:
-                try:
-                    http_request(port, "GET", "/", {}, timeout=60)
-                    break
-                except OSError:
-                    if time.monotonic() > deadline or proc.poll() is not None:
-                        raise SystemExit(f"{system} under valgrind did not answer") from None
-                    time.sleep(0.5)
-            browser = Browser(system, port)
+            server.start()
+            assert server.proc is not None
+            master = server.proc.pid  # valgrind's pid is gunicorn's arbiter
+            browser = Browser(system, server.port)
             browser.load()
             if kind == "page":
                 req = browser.get_page()
@@ -189,14 +171,13 @@ def served_count(system: str, kind: str, count: int) -> int:
                 req = browser.plain_toggle(ROW)
             for _ in range(10 + count):  # 10 for the warm-up, in both runs
                 status = http_request(
-                    port, req.method, req.path, req.headers, req.body, timeout=120
+                    server.port, req.method, req.path, req.headers, req.body, timeout=120
                 ).status
                 if status not in (200, 303):
                     raise SystemExit(f"{system} {kind}: {status}")
         finally:
-            os.killpg(proc.pid, signal.SIGTERM)  # the worker exits and callgrind writes its file
-            proc.wait(timeout=120)
-        workers = [f for f in Path(out).glob("cg.*") if f.name != f"cg.{proc.pid}"]
+            server.stop()  # the worker exits and callgrind writes its file
+        workers = [f for f in Path(out).glob("cg.*") if f.name != f"cg.{master}"]
         if len(workers) != 1:
             raise SystemExit(f"expected one worker's callgrind file, found {len(workers)}")
         match = re.search(r"^(?:summary|totals): (\d+)", workers[0].read_text(), re.M)

@@ -62,7 +62,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
@@ -246,12 +246,27 @@ def free_port() -> int:
 
 
 class Server:
-    """gunicorn, 2 sync workers, on 127.0.0.1 (in its own process group, stopped by its pid)."""
+    """gunicorn, 2 sync workers, on 127.0.0.1 (in its own process group, stopped by its pid).
 
-    def __init__(self, module: str, widgets: int, env: dict[str, str] | None = None) -> None:
+    ``wrap`` goes before gunicorn's command (``bench/instructions.py --server`` runs it under
+    valgrind); ``patience`` multiplies the waits for a server that slow."""
+
+    def __init__(
+        self,
+        module: str,
+        widgets: int,
+        env: dict[str, str] | None = None,
+        *,
+        workers: int = 2,
+        wrap: Sequence[str] = (),
+        patience: float = 1.0,
+    ) -> None:
         self.module = module
         self.widgets = widgets
         self.env = dict(env or {})
+        self.workers = workers
+        self.wrap = list(wrap)
+        self.patience = patience
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         # Lives as long as the server (closed in stop()), so no context manager.
@@ -268,8 +283,9 @@ class Server:
         }
         env = dict(inherited, WIDGETS=str(self.widgets), PYTHONUNBUFFERED="1", **self.env)
         cmd = [
+            *self.wrap,
             str(VENV_BIN / "gunicorn"),
-            "--workers=2",
+            f"--workers={self.workers}",
             "--worker-class=sync",
             f"--bind=127.0.0.1:{self.port}",
             f"--chdir={APPS}",
@@ -286,17 +302,19 @@ class Server:
             start_new_session=True,
         )
         _record_pid(self.proc.pid)
-        deadline = time.monotonic() + 30
+        wait = 30 * self.patience
+        deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise BenchError(f"{self.module} exited at start:\n{self.log_tail()}")
             try:
-                if http_request(self.port, "GET", "/", {}, timeout=2).status == 200:
+                probe = http_request(self.port, "GET", "/", {}, timeout=2 * self.patience)
+                if probe.status == 200:
                     return
             except OSError:
                 pass
             time.sleep(0.2)
-        raise BenchError(f"{self.module} did not answer within 30 s:\n{self.log_tail()}")
+        raise BenchError(f"{self.module} did not answer within {wait:.0f} s:\n{self.log_tail()}")
 
     def log_tail(self) -> str:
         self.logfile.flush()
@@ -311,7 +329,7 @@ class Server:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGTERM)
             try:
-                self.proc.wait(timeout=15)
+                self.proc.wait(timeout=15 * self.patience)
             except subprocess.TimeoutExpired:
                 os.killpg(pid, signal.SIGKILL)
                 self.proc.wait(timeout=5)
