@@ -9,6 +9,7 @@ not depend on what else the machine does.
     .venv/bin/python bench/instructions.py                  # library and baseline, every request
     .venv/bin/python bench/instructions.py --system library --kind htmx -n 300
     .venv/bin/python bench/instructions.py --server         # in a gunicorn worker, over sockets
+    .venv/bin/python bench/instructions.py --cache          # and simulated cache misses
 
 ``--server`` counts in a real gunicorn sync worker instead (one worker, started under valgrind
 with ``--trace-children=yes``; the requests go over 127.0.0.1 sockets as ``bench/run`` sends
@@ -16,6 +17,11 @@ them). That count holds gunicorn's own work too: parsing the request, building t
 writing the answer. It is what the req/s ratios of ``bench/run`` follow; the in-process count
 leaves out what a request's shape costs the server (about 30k instructions per request header
 in gunicorn 27).
+
+``--cache`` runs cachegrind's cache simulation instead of callgrind (in process only) and prints
+the first-level instruction (I1) and data (D1) cache misses per request beside the instructions:
+two requests with similar instruction counts can still differ in time by how much distinct code
+and data they touch, which instruction counts do not see.
 
 Needs valgrind (Debian package). ``--run SYSTEM KIND N`` is the inner run valgrind executes.
 """
@@ -111,28 +117,51 @@ def inner(system: str, kind: str, count: int) -> None:
             raise SystemExit(f"{system} {kind}: {status}")
 
 
-def counted(system: str, kind: str, count: int) -> int:
+#: What ``--cache`` reads off cachegrind's summary: instructions, then first-level misses.
+CACHE_EVENTS = {"I refs": "instructions", "I1 misses": "I1 misses", "D1 misses": "D1 misses"}
+
+
+def counted(system: str, kind: str, count: int, cache: bool = False) -> dict[str, int]:
+    """Instructions of the whole in-process run (callgrind); with ``cache``, cachegrind's
+    simulated first-level cache misses too."""
+    tool = ["--tool=cachegrind", "--cache-sim=yes", "--cachegrind-out-file=/dev/null"]
+    if not cache:
+        tool = ["--tool=callgrind", "--callgrind-out-file=/dev/null"]
     run = subprocess.run(
-        [
-            "valgrind",
-            "--tool=callgrind",
-            "--callgrind-out-file=/dev/null",
-            sys.executable,
-            __file__,
-            "--run",
-            system,
-            kind,
-            str(count),
-        ],
+        ["valgrind", *tool, sys.executable, __file__, "--run", system, kind, str(count)],
         capture_output=True,
         text=True,
         env=dict(os.environ, PYTHONHASHSEED="0"),
         check=False,
     )
-    match = re.search(r"Collected : (\d+)", run.stderr)
-    if run.returncode != 0 or not match:
+    found: dict[str, int] = {}
+    if not cache:
+        match = re.search(r"Collected : (\d+)", run.stderr)
+        if match:
+            found["instructions"] = int(match.group(1))
+    else:
+        for label, name in CACHE_EVENTS.items():
+            pattern = r"==\d+== " + label.replace(" ", r"\s+") + r":\s+([\d,]+)"
+            match = re.search(pattern, run.stderr)
+            if match:
+                found[name] = int(match.group(1).replace(",", ""))
+    if run.returncode != 0 or not found:
         raise SystemExit(f"valgrind failed ({run.returncode}):\n{run.stderr[-2000:]}")
-    return int(match.group(1))
+    return found
+
+
+def cache_configuration() -> str:
+    """The first-level caches cachegrind simulates: it reads them off the host's CPU, so the
+    miss counts of two machines compare only when these match."""
+    tool = ["--tool=cachegrind", "--cache-sim=yes", "--cachegrind-out-file=/dev/null", "-v"]
+    run = subprocess.run(
+        ["valgrind", *tool, sys.executable, "-c", "pass"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    found = re.findall(r"==\d+==\s+((?:I1|D1): [^\n]+)", run.stderr)
+    return "; ".join(found) or "unknown (cachegrind printed no configuration)"
 
 
 def served_count(system: str, kind: str, count: int) -> int:
@@ -192,24 +221,34 @@ def main() -> None:
     parser.add_argument("--kind", choices=KINDS, action="append")
     parser.add_argument("-n", type=int, default=0, help="requests (default 300, 10 for the page)")
     parser.add_argument("--server", action="store_true", help="count in a gunicorn worker")
+    parser.add_argument(
+        "--cache", action="store_true", help="also first-level cache misses (cachegrind)"
+    )
     parser.add_argument("--run", nargs=3, metavar=("SYSTEM", "KIND", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.run:
         inner(args.run[0], args.run[1], int(args.run[2]))
         return
+    if args.cache and args.server:
+        parser.error("--cache counts in process only")
+    if args.cache:
+        print(f"simulated caches: {cache_configuration()}", flush=True)
     for system in args.system or ["baseline", "library"]:
         for kind in args.kind or list(KINDS):
             count = args.n or (10 if kind == "page" else 300)
-            how = served_count if args.server else counted
-            with ThreadPoolExecutor(2) as pool:
-                runs = [pool.submit(how, system, kind, n) for n in (0, count)]
-                base, loaded = (r.result() for r in runs)
-            per = (loaded - base) / count
-            where = " in a gunicorn worker" if args.server else ""
-            print(
-                f"{system:8} {kind:5} {per:14,.0f} instructions/request{where} (n={count})",
-                flush=True,
+            with ThreadPoolExecutor(2) as pool:  # the runs with 0 and with `count` requests
+                if args.server:
+                    served = [pool.submit(served_count, system, kind, n) for n in (0, count)]
+                    empty = {"instructions": served[0].result()}
+                    full = {"instructions": served[1].result()}
+                else:
+                    runs = [pool.submit(counted, system, kind, n, args.cache) for n in (0, count)]
+                    empty, full = runs[0].result(), runs[1].result()
+            per = "; ".join(
+                f"{(full[name] - empty[name]) / count:14,.0f} {name}/request" for name in full
             )
+            where = " in a gunicorn worker" if args.server else ""
+            print(f"{system:8} {kind:5} {per}{where} (n={count})", flush=True)
 
 
 if __name__ == "__main__":
