@@ -385,8 +385,12 @@ def action_form(
             body = call_block_body(caller)
         finally:
             stack.pop()
-    button = f'<button type="submit">{escape(label)}</button>' if label is not None else ""
-    return Markup("".join(head) + body + button + "</form>")
+    if body:
+        head.append(body)
+    if label is not None:
+        head.append(f'<button type="submit">{escape(label)}</button>')
+    head.append("</form>")
+    return Markup("".join(head))  # one join: a row's form is copied once, not once a part
 
 
 def call_block_body(caller: Any) -> str:
