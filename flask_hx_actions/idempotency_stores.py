@@ -22,6 +22,13 @@ commit was the alternative: byte-identical htmx replays, but one more commit per
 1.5 ms on SQLite, four times the claim) and a window between the commits where a crash leaves the
 key without an answer.
 
+Both statements run on the session's connection (``Session.connection()``: the same transaction)
+as prebuilt statements with bound parameters, not through ``Session.execute``: the ORM's
+execution path (autoflush, ORM compile state) and building and cache-keying a new statement
+for every action cost about as much Python as the two round trips themselves. The action's own
+pending ORM changes are flushed at the commit, after the answer's ``UPDATE``; inside one
+transaction the order does not matter.
+
 An ``in_flight`` row is visible to others only if something committed the session between the
 claim and the answer (an action body that calls ``commit()`` itself): it is then really in
 flight and a duplicate gets the 409; after ``pending_grace`` seconds without an answer it is taken
@@ -111,6 +118,42 @@ class SQLAlchemyStore:
         )
         self._ready: weakref.WeakSet[sa.Engine] = weakref.WeakSet()
         self._lock = threading.Lock()
+        c = self.table.c
+        # Built once: executed with parameters, they skip building and cache-keying a statement
+        # per action (see the module docstring).
+        self._claims = {
+            "postgresql": self._claim_statement(pg_insert),
+            "sqlite": self._claim_statement(sqlite_insert),
+        }
+        self._answer = (
+            sa.update(self.table)
+            .where(
+                c.scope == sa.bindparam("w_scope"),
+                c.key == sa.bindparam("w_key"),
+                c.state == IN_FLIGHT,
+                c.fingerprint == sa.bindparam("w_fingerprint"),
+            )
+            .values(
+                state=DONE,
+                status=sa.bindparam("v_status"),
+                headers=sa.bindparam("v_headers"),
+                body=sa.bindparam("v_body"),
+                expires_at=sa.bindparam("v_expires_at"),
+            )
+        )
+
+    def _claim_statement(self, insert: Any) -> Any:
+        """``INSERT ... ON CONFLICT DO NOTHING RETURNING key`` of one row, values bound by name
+        (RETURNING, because SQLAlchemy 2.1 with psycopg reports rowcount -1 for INSERTs)."""
+        columns = ("scope", "key", "fingerprint", "state", "created_at", "expires_at")
+        values: dict[str, Any] = {name: sa.bindparam(name) for name in columns}
+        return (
+            insert(self.table).values(values).on_conflict_do_nothing().returning(self.table.c.key)
+        )
+
+    def _connection(self, session: Any) -> sa.Connection:
+        """The connection of ``session``'s transaction on the store's bind (begun if need be)."""
+        return cast(sa.Connection, session.connection(bind_arguments={"clause": self.table}))
 
     def _db(self) -> Any:
         if self._db_object is not None:
@@ -150,10 +193,10 @@ class SQLAlchemyStore:
             "created_at": now,
             "expires_at": now + timedelta(seconds=ttl),
         }
-        this = sa.and_(c.scope == scope, c.key == key)
         for _ in range(5):  # the row can vanish between statements (rollback, purge)
             if self._insert(session, values):
                 return Claim("new", scope, key, fingerprint, ttl, self)
+            this = sa.and_(c.scope == scope, c.key == key)  # only when the key is taken
             # Flask-SQLAlchemy routes a SELECT to the default bind unless told the table.
             found = session.execute(sa.select(table).where(this), bind_arguments={"clause": table})
             row = found.one_or_none()
@@ -169,12 +212,10 @@ class SQLAlchemyStore:
         raise RuntimeError(f"idempotency key {key!r} could not be claimed")
 
     def _insert(self, session: Any, values: Mapping[str, Any]) -> bool:
-        dialect = self.engine().dialect.name
-        if dialect in ("postgresql", "sqlite"):
-            insert = pg_insert if dialect == "postgresql" else sqlite_insert
-            stmt = insert(self.table).values(**values).on_conflict_do_nothing()
-            # RETURNING, because SQLAlchemy 2.1 with psycopg reports rowcount -1 for INSERTs.
-            return session.execute(stmt.returning(self.table.c.key)).first() is not None
+        connection = self._connection(session)
+        claim = self._claims.get(connection.dialect.name)
+        if claim is not None:
+            return connection.execute(claim, values).first() is not None
         try:
             with session.begin_nested():
                 session.execute(sa.insert(self.table).values(**values))
@@ -203,25 +244,20 @@ class SQLAlchemyStore:
         """Mark the key done with its answer, in ``db.session``'s transaction: call it before the
         commit (after it, nothing would commit this write). Without an answer, ``headers`` keeps
         the claim's revalidated tags instead (a JSON list), for the re-render."""
-        c = self.table.c
         if answer is not None:
             headers: str | None = answer.headers_json()
         else:
             headers = json.dumps(sorted(claim.tags)) if claim.tags else None
-        stored = {
-            "state": DONE,
-            "status": None if answer is None else answer.status,
-            "headers": headers,
-            "body": None if answer is None else answer.body,
-            "expires_at": _utcnow() + timedelta(seconds=claim.ttl),
+        params = {
+            "w_scope": claim.scope,
+            "w_key": claim.key,
+            "w_fingerprint": claim.fingerprint,
+            "v_status": None if answer is None else answer.status,
+            "v_headers": headers,
+            "v_body": None if answer is None else answer.body,
+            "v_expires_at": _utcnow() + timedelta(seconds=claim.ttl),
         }
-        where = (
-            c.scope == claim.scope,
-            c.key == claim.key,
-            c.state == IN_FLIGHT,
-            c.fingerprint == claim.fingerprint,
-        )
-        self._db().session.execute(sa.update(self.table).where(*where).values(**stored))
+        self._connection(self._db().session).execute(self._answer, params)
 
     def release(self, claim: Claim) -> None:
         """Nothing to do: the rollback of the action's transaction removed the claim, and after

@@ -339,6 +339,53 @@ def test_key_committed_without_answer_is_rerendered_after_the_grace(sql: Backend
     assert late.claim("s", "key-0001", FP, TTL).outcome == "rerender"
 
 
+class _Item:
+    """``items`` rows as ORM objects, for writes the session holds until it flushes."""
+
+    id: int
+    name: str
+
+
+sa.orm.registry().map_imperatively(_Item, ITEMS)
+
+
+def _pending_item(name: str, id: int | None = None) -> _Item:
+    item = _Item()
+    item.name = name
+    if id is not None:
+        item.id = id
+    return item
+
+
+def test_pending_orm_writes_commit_with_the_stored_answer(sql: Backend) -> None:
+    """The answer's UPDATE runs on the session's connection without flushing the ORM's pending
+    writes: they are flushed by the commit, in the same transaction as the key."""
+    session = sql.db.session  # type: ignore[union-attr]
+    claim = sql.store.claim("s", "key-0001", FP, TTL)
+    session.add(_pending_item("written by the body"))
+    claim.complete(Response("created", status=201))
+    assert session.new  # still pending: storing the answer did not flush it
+    sql.commit()
+    assert sql.items() == 1
+    replay = sql.store.claim("s", "key-0001", FP, TTL)
+    assert replay.outcome == "replay"
+    assert replay.answer is not None and replay.answer.body == b"created"
+
+
+def test_a_flush_failing_at_the_commit_frees_the_key(sql: Backend) -> None:
+    session = sql.db.session  # type: ignore[union-attr]
+    session.add(_pending_item("first", id=1))
+    sql.commit()
+    claim = sql.store.claim("s", "key-0001", FP, TTL)
+    session.add(_pending_item("same primary key", id=1))
+    claim.complete(Response("created", status=201))
+    with pytest.raises(sa.exc.IntegrityError):
+        sql.commit()
+    sql.rollback()
+    assert sql.items() == 1
+    assert sql.store.claim("s", "key-0001", FP, TTL).outcome == "new"
+
+
 def test_store_on_another_bind(tmp_path: Any) -> None:
     app, db = make_app(
         f"sqlite:///{tmp_path / 'app.db'}",
