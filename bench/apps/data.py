@@ -9,6 +9,13 @@ mapped into memory (``mmap``, created with the initial flags when missing): a to
 flag under a file lock and bumps a generation counter; ``refresh()`` (before each request) copies
 the flags into ``TODOS`` when the counter moved. The fragment cache needs it: with the cache in
 Redis, a row cached by one worker must show the data every worker sees.
+
+``BENCH_DATABASE_URL=<SQLAlchemy URL>`` keeps the todos in a database instead (the widgets, which
+never change, stay in memory), through Flask-SQLAlchemy's ORM as the demo uses it: the page loads
+the 200 todos in one query, and a row fragment's ``get(id)`` finds its todo in the session's
+identity map; a toggle loads the todo, flips it and commits (the library's transaction, or by hand
+in the baseline). ``init_app(app)`` sets it up in an app; ``seed(url)`` (``python data.py seed
+URL``) creates the table with the initial todos, as ``bench/run`` does before a server starts.
 """
 
 from __future__ import annotations
@@ -17,7 +24,12 @@ import fcntl
 import mmap
 import os
 import struct
+import sys
 from typing import Any
+
+import sqlalchemy as sa
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 N_TODOS = 200
 N_ITEMS = 50
@@ -52,13 +64,37 @@ def make_widgets(count: int = N_WIDGETS) -> list[dict[str, Any]]:
 TODOS = make_todos()
 WIDGETS = make_widgets()
 
+DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "")
+
+
+def all_todos() -> Any:
+    """The todos in id order (each with ``id``, ``title`` and ``done``)."""
+    if DATABASE_URL:
+        return _db.session.scalars(sa.select(Todo).order_by(Todo.id)).all()
+    return TODOS.values()
+
+
+def get(id: int) -> Any:
+    """One todo, or None."""
+    if DATABASE_URL:
+        return _db.session.get(Todo, id)
+    return TODOS.get(id)
+
 
 def done_count() -> int:
+    if DATABASE_URL:
+        return int(_db.session.scalar(sa.select(sa.func.count()).where(Todo.done)) or 0)
     return sum(1 for t in TODOS.values() if t["done"])
 
 
-def toggle(id: int) -> dict[str, Any] | None:
-    """Flip todos[id].done (in this process, or in the shared file); the todo, or None."""
+def toggle(id: int) -> Any:
+    """Flip todos[id].done (in this process, in the shared file, or in the database session,
+    which the caller commits); the todo, or None."""
+    if DATABASE_URL:
+        found = _db.session.get(Todo, id)
+        if found is not None:
+            found.done = not found.done
+        return found
     todo = TODOS.get(id)
     if todo is None:
         return None
@@ -67,6 +103,32 @@ def toggle(id: int) -> dict[str, Any] | None:
     else:
         _shared.toggle(id)
     return todo
+
+
+def commit() -> None:
+    """What a hand-wired view does after a write: commit the database session (in memory,
+    nothing)."""
+    if DATABASE_URL:
+        _db.session.commit()
+
+
+def init_app(app: Any) -> None:
+    """With ``BENCH_DATABASE_URL``, Flask-SQLAlchemy on that database (in memory, nothing)."""
+    if DATABASE_URL:
+        app.config["SQLALCHEMY_DATABASE_URI"] = DATABASE_URL
+        _db.init_app(app)
+
+
+def seed(url: str) -> None:
+    """(Re)create the todo table at ``url`` with the initial todos (66 of 200 done)."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            Todo.__table__.drop(conn, checkfirst=True)
+            Todo.__table__.create(conn)
+            conn.execute(sa.insert(Todo.__table__), list(make_todos().values()))
+    finally:
+        engine.dispose()
 
 
 class SharedFlags:
@@ -128,6 +190,20 @@ class SharedFlags:
             self.refresh()
 
 
+class _Base(DeclarativeBase):
+    pass
+
+
+class Todo(_Base):
+    __tablename__ = "todo"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    title: Mapped[str] = mapped_column(sa.String(200))
+    done: Mapped[bool]
+
+
+_db = SQLAlchemy(model_class=_Base)
+
 SHARED = os.environ.get("BENCH_SHARED_DATA", "")
 _shared = SharedFlags(SHARED) if SHARED else None
 
@@ -136,3 +212,9 @@ def refresh() -> None:
     """Before each request: take the other workers' toggles (a no-op without shared data)."""
     if _shared is not None:
         _shared.refresh()
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3 or sys.argv[1] != "seed":
+        raise SystemExit("usage: python data.py seed <SQLAlchemy URL>")
+    seed(sys.argv[2])

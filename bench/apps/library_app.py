@@ -12,6 +12,9 @@ Run: ``gunicorn --chdir bench/apps library_app:app`` (``WIDGETS=200`` for a ten 
 widgets ``cache="global"``. With several workers, set ``HX_ACTIONS_REDIS_URL`` so the tag versions
 and the cache are shared, and ``BENCH_SHARED_DATA`` (see ``data.py``) so the data is too.
 ``HX_ACTIONS_REDIS_URL`` alone (no SQLAlchemy here) also turns on idempotency keys, kept in Redis.
+
+``BENCH_DATABASE_URL`` keeps the todos in a database (``data.py``) and, with Flask-SQLAlchemy set
+up, turns on idempotency keys in the SQL store, claimed in the toggle's own transaction.
 """
 
 from __future__ import annotations
@@ -39,6 +42,10 @@ for _name in ("HX_ACTIONS_REDIS_URL", "HX_ACTIONS_IDEMPOTENCY_STORE"):
 CACHE = os.environ.get("BENCH_CACHE", "") not in ("", "0")
 ROW_CACHE = "user" if CACHE else None
 WIDGETS_CACHE = "global" if CACHE else None
+# With BENCH_DATABASE_URL, the todos live in that database through Flask-SQLAlchemy; the "auto"
+# idempotency store is then the SQL store (the README's setup): the key is claimed in the
+# toggle's own transaction. HX_ACTIONS_IDEMPOTENCY_STORE=none turns keys off, to measure them.
+data.init_app(app)
 CSRFProtect(app)
 HxActions(app)
 
@@ -54,14 +61,14 @@ def toggle(id: int):  # id comes from the signed bound argument rendered by acti
 
 @bp.fragment("todos", template="_todos.html", tags=["todos"], element="section")
 def todos() -> dict[str, Any]:
-    return {"todos": TODOS.values()}
+    return {"todos": data.all_todos()}
 
 
 @bp.fragment(
     "todo", template="_todo.html", tags=lambda id: [f"todo:{id}"], element="li", cache=ROW_CACHE
 )
 def todo(id: int) -> dict[str, Any]:
-    found = TODOS.get(id)
+    found = data.get(id)
     if found is None:
         abort(404)
     return {"t": found}
