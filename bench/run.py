@@ -1369,22 +1369,29 @@ def ratio_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+TARGET_POINTS = (("toggle", "htmx"), ("toggle", "no-JS (303)"), ("GET /", "page"))
+
+
 def target_lines(rows: list[dict[str, Any]]) -> list[str]:
     lines = []
 
     def verdict(ok: bool) -> str:
         return "met" if ok else "NOT met"
 
-    for endpoint, variant in (("toggle", "htmx"), ("toggle", "no-JS (303)"), ("GET /", "page")):
-        for conc in (1, 16):
-            lib = _find(rows, "library", endpoint, variant, conc)
-            base = _find(rows, "baseline", endpoint, variant, conc)
-            if lib and base:
-                ratio = paired(lib, base, "rps")
-                lines.append(
-                    f"{endpoint} {variant}, c={conc}: {ratio:.2f}x baseline req/s "
-                    f"(target >= 0.85x): {verdict(ratio >= 0.85)}"
-                )
+    def speed_targets(system: str, baseline: str, label: str) -> None:
+        """The 0.85x req/s target of each point, ``system`` against ``baseline``."""
+        for endpoint, variant in TARGET_POINTS:
+            for conc in (1, 16):
+                lib = _find(rows, system, endpoint, variant, conc)
+                base = _find(rows, baseline, endpoint, variant, conc)
+                if lib and base:
+                    ratio = paired(lib, base, "rps")
+                    lines.append(
+                        f"{label}{endpoint} {variant}, c={conc}: {ratio:.2f}x {baseline} req/s "
+                        f"(target >= 0.85x): {verdict(ratio >= 0.85)}"
+                    )
+
+    speed_targets("library", "baseline", "")
     lib = _find(rows, "library", "toggle", "htmx", 1)
     base = _find(rows, "baseline", "toggle", "htmx", 1)
     if lib and base:
@@ -1423,17 +1430,11 @@ def target_lines(rows: list[dict[str, Any]]) -> list[str]:
                 f"{r['rps']:.2f}x req/s ({r['us_per_request']:+,.0f} µs/request; information, "
                 "no target)"
             )
-    for endpoint, variant in (("toggle", "htmx"), ("toggle", "no-JS (303)"), ("GET /", "page")):
-        for conc in (1, 16):
-            lib = _find(rows, "library+pg", endpoint, variant, conc)
-            base = _find(rows, "baseline+pg", endpoint, variant, conc)
-            if lib and base:
-                ratio = paired(lib, base, "rps")
-                lines.append(
-                    f"with idempotency on as the README teaches (todos and keys in PostgreSQL, "
-                    f"library+pg ÷ baseline+pg), {endpoint} {variant}, c={conc}: {ratio:.2f}x "
-                    f"req/s (target >= 0.85x): {verdict(ratio >= 0.85)}"
-                )
+    speed_targets(
+        "library+pg",
+        "baseline+pg",
+        "with idempotency on as the README teaches (todos and keys in PostgreSQL), ",
+    )
     stores = {"library+idem": "Redis store", "library+pg": "SQL store, PostgreSQL"}
     for r in variant_rows(rows):
         if r["system"] in stores and r["concurrency"] == 1:
