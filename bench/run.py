@@ -741,7 +741,6 @@ class System:
     shared: bool = False  # data and fragment cache shared by the workers (check every page)
     idempotency: str = ""  # keys enforced, in "redis" or "sql": check replays, count keys
     database: bool = False  # the todos in a PostgreSQL schema of its own (BENCH_DATABASE_URL)
-    baseline: str = "baseline"  # the system its ratios are taken against
 
     @property
     def fresh_keys(self) -> bool:
@@ -837,7 +836,6 @@ def pg_system(
         shared=True,
         idempotency=idempotency,
         database=True,
-        baseline="baseline+pg",
     )
 
 
