@@ -3,14 +3,15 @@
 They are read through :func:`flags`, the dict behind ``g``: a name missing from ``g`` costs an
 exception raised and caught, and every ``g`` access goes through a context-local proxy, and
 these values are read several times per rendered row. :func:`current_app_object` is
-``current_app`` without its proxy, for the same reason.
+``current_app`` without its proxy, for the same reason. :func:`forget_identity` drops the
+identity loaded for this request when it may have changed.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, current_app, g
+from flask import Flask, current_app, g, has_app_context
 from flask.globals import _cv_app
 
 
@@ -28,3 +29,22 @@ def current_app_object() -> Flask:
     if app_ctx is None:
         return current_app._get_current_object()  # type: ignore[attr-defined,no-any-return]
     return app_ctx.app
+
+
+#: The name in ``g`` of the identity ``HxState.identity`` loaded.
+IDENTITY = "_hx_identity"
+
+
+def forget_identity(*_args: Any, **_kwargs: Any) -> None:
+    """Load the signed-in user again on next use, in this request.
+
+    The identity scopes what is rendered after it changes: bound arguments and idempotency keys
+    of the forms, and the cache entries of ``cache="user"`` fragments. The pipeline calls it
+    after every action body (a sign-in or sign-out action re-rendering forms or a per-user
+    fragment in its answer); with Flask-Login, ``login_user`` and ``logout_user`` call it
+    through their signals. A custom identity loader whose answer can change in a plain view
+    before it renders forms calls ``HxActions.identity_changed()``. A no-op outside an app
+    context; signal receivers get the sender and keyword arguments, ignored here.
+    """
+    if has_app_context():
+        flags().pop(IDENTITY, None)

@@ -15,7 +15,7 @@ from flask import Blueprint, Flask, current_app
 
 from . import cli, forms, pipeline, sessions
 from .cache import make_stores
-from .context import flags
+from .context import IDENTITY, flags, forget_identity
 from .errors import ActionRefused
 from .fragments import Fragment
 from .responses import fragment_endpoint
@@ -113,14 +113,15 @@ class HxState:
             raise FragmentError(f"No fragment named {name!r} is registered.") from None
 
     def identity(self) -> Any:
-        """The signed-in user's id (``None`` when anonymous), loaded once per request."""
+        """The signed-in user's id (``None`` when anonymous), loaded once per request and again
+        after anything that can change it (:func:`forget_identity`)."""
         values = flags()
-        value = values.get("_hx_identity", _UNKNOWN)
+        value = values.get(IDENTITY, _UNKNOWN)
         if value is not _UNKNOWN:
             return value
         loader = self.extension._identity_loader
         value = loader() if loader is not None else _flask_login_identity()
-        values["_hx_identity"] = value
+        values[IDENTITY] = value
         return value
 
 
@@ -145,6 +146,7 @@ class HxActions:
         if samesite and app.config.get("SESSION_COOKIE_SAMESITE") is None:
             app.config["SESSION_COOKIE_SAMESITE"] = samesite
         sessions.install(app)
+        _forget_identity_on_flask_login()
 
         state = HxState(app, self)
         app.extensions["hx_actions"] = state
@@ -189,6 +191,13 @@ class HxActions:
         self._identity_loader = fn
         return fn
 
+    @staticmethod
+    def identity_changed() -> None:
+        """Say that the signed-in user changed during this request (a sign-in or sign-out in a
+        plain view, with a custom identity loader): forms and per-user fragments rendered
+        afterwards are scoped to the new one. Actions and Flask-Login need no call."""
+        forget_identity()
+
     def authorizer(self, fn: Authorizer) -> Authorizer:
         """Decorator: an app-wide check ``fn(action, args) -> bool`` run before every action body.
 
@@ -200,6 +209,17 @@ class HxActions:
 
 
 _UNKNOWN = object()
+
+
+def _forget_identity_on_flask_login() -> None:
+    """With Flask-Login installed, ``login_user`` and ``logout_user`` make the next use load the
+    identity again (their signals; connecting twice keeps one connection)."""
+    try:
+        from flask_login import user_logged_in, user_logged_out
+    except ImportError:
+        return
+    user_logged_in.connect(forget_identity)
+    user_logged_out.connect(forget_identity)
 
 
 def _flask_login_identity() -> Any:

@@ -25,7 +25,7 @@ from werkzeug.exceptions import ClientDisconnected, NotFound, RequestEntityTooLa
 from werkzeug.sansio.utils import get_content_length
 
 from . import idempotency, oldinput, responses, security, signals
-from .context import current_app_object, flags
+from .context import current_app_object, flags, forget_identity
 from .errors import (
     ActionRefused,
     BoundArgumentsInvalid,
@@ -350,7 +350,10 @@ def run_body(
                     return Done(ok(), set(), claim)  # the body does not run, nothing is written
             if signals.action_started.receivers:
                 signals.action_started.send(app, action=action)
-            returned, tags = call_collecting_tags(action, args)  # 9
+            try:
+                returned, tags = call_collecting_tags(action, args)  # 9
+            finally:  # a sign-in or sign-out: what renders next is scoped to the new user
+                forget_identity()
             result = as_result(action, returned)
             tx.commit = result.ok
             if claim is not None and result.ok and claim.transactional:
