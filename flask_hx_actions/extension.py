@@ -11,11 +11,11 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from flask import Blueprint, Flask, current_app
+from flask import Blueprint, Flask
 
 from . import cli, forms, pipeline, sessions
 from .cache import make_stores
-from .context import IDENTITY, flags, forget_identity
+from .context import IDENTITY, current_app_object, flags, forget_identity
 from .errors import ActionRefused
 from .fragments import Fragment
 from .responses import fragment_endpoint
@@ -223,7 +223,8 @@ def _forget_identity_on_flask_login() -> None:
 
 
 def _flask_login_identity() -> Any:
-    if getattr(current_app, "login_manager", None) is None:
+    # The app itself, not its proxy: a proxied attribute miss raises and catches in Python.
+    if getattr(current_app_object(), "login_manager", None) is None:
         return None
     from flask_login import current_user
 
