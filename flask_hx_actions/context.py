@@ -33,18 +33,25 @@ def current_app_object() -> Flask:
 
 #: The name in ``g`` of the identity ``HxState.identity`` loaded.
 IDENTITY = "_hx_identity"
+#: The name in ``g`` of the context fragments render with (``fragments._base_context``): it holds
+#: what context processors gave, such as Flask-Login's ``current_user``.
+TEMPLATE_CONTEXT = "_hx_template_context"
 
 
 def forget_identity(*_args: Any, **_kwargs: Any) -> None:
     """Load the signed-in user again on next use, in this request.
 
     The identity scopes what is rendered after it changes: bound arguments and idempotency keys
-    of the forms, and the cache entries of ``cache="user"`` fragments. The pipeline calls it
-    after every action body (a sign-in or sign-out action re-rendering forms or a per-user
-    fragment in its answer); with Flask-Login, ``login_user`` and ``logout_user`` call it
-    through their signals. A custom identity loader whose answer can change in a plain view
-    before it renders forms calls ``HxActions.identity_changed()``. A no-op outside an app
-    context; signal receivers get the sender and keyword arguments, ignored here.
+    of the forms, and the cache entries of ``cache="user"`` fragments. The template context of
+    fragments is computed again too (context processors such as Flask-Login's ``current_user``).
+    The pipeline calls it after every action body (a sign-in or sign-out action re-rendering
+    forms or a per-user fragment in its answer); with Flask-Login, ``login_user`` and
+    ``logout_user`` call it through their signals. A custom identity loader whose answer can
+    change in a plain view before it renders forms calls ``HxActions.identity_changed()``. A
+    no-op outside an app context; signal receivers get the sender and keyword arguments,
+    ignored here.
     """
     if has_app_context():
-        flags().pop(IDENTITY, None)
+        values = flags()
+        values.pop(IDENTITY, None)
+        values.pop(TEMPLATE_CONTEXT, None)

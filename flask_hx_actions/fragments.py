@@ -32,7 +32,7 @@ from jinja2.runtime import new_context
 from markupsafe import Markup, escape
 
 from . import forms, security, signals
-from .context import current_app_object, flags
+from .context import TEMPLATE_CONTEXT, current_app_object, flags
 from .signing import freeze_scalars, remember
 
 TagsSpec = Iterable[str] | Callable[..., Iterable[str]] | None
@@ -292,14 +292,14 @@ def _base_context(app: Any) -> dict[str, Any]:
     Flask adds (``g``, ``request``, ``session``, ``config``, the app's and blueprints' context
     processors), computed once per request (see the module docstring)."""
     values = flags()
-    base: dict[str, Any] | None = values.get("_hx_template_context")
+    base: dict[str, Any] | None = values.get(TEMPLATE_CONTEXT)
     if base is not None:
         return base
     flask_context: dict[str, Any] = {}
     app.update_template_context(flask_context)
     base = dict(app.jinja_env.globals)
     base.update(flask_context)
-    values["_hx_template_context"] = base
+    values[TEMPLATE_CONTEXT] = base
     return base
 
 

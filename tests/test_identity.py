@@ -217,3 +217,26 @@ def test_flask_login_is_the_default_identity() -> None:
     client.get("/as/dave")
     assert client.post("/t/rename", data=form, headers=SAME_ORIGIN).status_code == 400
     assert seen["renamed"] == []
+
+
+def test_fragments_rendered_after_a_sign_in_see_the_new_current_user() -> None:
+    """Fragments share one template context per request; Flask-Login's ``current_user`` in it is
+    the user signed in when the fragment renders."""
+    app, _, _ = make_app(flask_login=True)
+    assert isinstance(app.jinja_loader, DictLoader)
+    app.jinja_loader.mapping["whoami.html"] = (
+        "{{ current_user.get_id() if current_user.is_authenticated else 'nobody' }}"
+    )
+    bp = ActionsBlueprint("w", __name__)
+    bp.fragment("whoami", template="whoami.html")(lambda: {})
+    app.register_blueprint(bp)
+
+    @app.get("/welcome")
+    def welcome() -> str:
+        page = "{{ fragment('whoami') }}"
+        before = render_template_string(page)
+        login_user(User("erin"))
+        return before + render_template_string(page)
+
+    html = app.test_client().get("/welcome").get_data(as_text=True)
+    assert re.findall(r'data-hx-fragment="whoami">([^<]*)<', html) == ["nobody", "erin"]
