@@ -158,46 +158,45 @@ def test_the_identity_is_loaded_once_for_a_page_of_forms() -> None:
     assert seen["loads"] == 1
 
 
-def test_identity_changed_scopes_the_forms_a_plain_view_renders_next() -> None:
-    app, hx, seen = make_app()
+def sign_in_between_two_forms(app: Flask, sign_in: Any) -> dict[str, int]:
+    """``GET /welcome`` renders a form of ``t.rename``, calls ``sign_in()``, renders another:
+    the status of a submit of each form, from the same browser."""
     form_html = "{{ action_form('t.rename', bind={'id': 3}, id=form_id, label='Rename') }}"
 
     @app.get("/welcome")
     def welcome() -> str:
         before = render_template_string(form_html, form_id="before")  # loads "nobody"
-        session["user"] = "alice"
-        hx.identity_changed()
+        sign_in()
         return before + render_template_string(form_html, form_id="after")
 
     client = app.test_client()
     html = client.get("/welcome").get_data(as_text=True)
-    assert (
-        client.post("/t/rename", data=hidden(html, "after"), headers=SAME_ORIGIN).status_code == 303
-    )
-    assert seen["renamed"] == [(3, "alice")]
+    return {
+        form_id: client.post(
+            "/t/rename", data=hidden(html, form_id), headers=SAME_ORIGIN
+        ).status_code
+        for form_id in ("after", "before")
+    }
+
+
+def test_identity_changed_scopes_the_forms_a_plain_view_renders_next() -> None:
+    app, hx, seen = make_app()
+
+    def sign_in() -> None:
+        session["user"] = "alice"
+        hx.identity_changed()
+
     # The form rendered before the sign-in was bound to the anonymous session: refused.
-    assert (
-        client.post("/t/rename", data=hidden(html, "before"), headers=SAME_ORIGIN).status_code
-        == 400
-    )
+    assert sign_in_between_two_forms(app, sign_in) == {"after": 303, "before": 400}
     assert seen["renamed"] == [(3, "alice")]
 
 
 def test_flask_login_sign_in_in_a_plain_view_scopes_the_forms_it_renders() -> None:
     app, _, seen = make_app(flask_login=True)
-    form_html = "{{ action_form('t.rename', bind={'id': 3}, id=form_id, label='Rename') }}"
-
-    @app.get("/welcome")
-    def welcome() -> str:
-        before = render_template_string(form_html, form_id="before")
-        login_user(User("bob"))
-        return before + render_template_string(form_html, form_id="after")
-
-    client = app.test_client()
-    html = client.get("/welcome").get_data(as_text=True)
-    assert (
-        client.post("/t/rename", data=hidden(html, "after"), headers=SAME_ORIGIN).status_code == 303
-    )
+    assert sign_in_between_two_forms(app, lambda: login_user(User("bob"))) == {
+        "after": 303,
+        "before": 400,
+    }
     assert seen["renamed"] == [(3, "bob")]
 
 
