@@ -350,10 +350,7 @@ def run_body(
                     return Done(ok(), set(), claim)  # the body does not run, nothing is written
             if signals.action_started.receivers:
                 signals.action_started.send(app, action=action)
-            try:
-                returned, tags = call_collecting_tags(action, args)  # 9
-            finally:  # a sign-in or sign-out: what renders next is scoped to the new user
-                forget_identity()
+            returned, tags = call_collecting_tags(action, args)  # 9
             result = as_result(action, returned)
             tx.commit = result.ok
             if claim is not None and result.ok and claim.transactional:
@@ -388,7 +385,8 @@ def answer_without_fragments(
 
 
 def call_collecting_tags(action: Action, args: Mapping[str, Any]) -> tuple[Any, set[str]]:
-    """Call the action's function and collect the tags it passed to :func:`revalidate`."""
+    """Call the action's function and collect the tags it passed to :func:`revalidate`; the
+    identity is loaded again afterwards (the body may have signed someone in or out)."""
     tags: set[str] = set()
     token = _collected_tags.set(tags)
     try:
@@ -403,6 +401,7 @@ def call_collecting_tags(action: Action, args: Mapping[str, Any]) -> tuple[Any, 
             returned = action.fn(**args)
     finally:
         _collected_tags.reset(token)
+        forget_identity()  # a sign-in or sign-out: what renders next is for the new user
     return returned, tags
 
 
