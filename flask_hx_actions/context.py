@@ -36,6 +36,9 @@ IDENTITY = "_hx_identity"
 #: The name in ``g`` of the context fragments render with (``fragments._base_context``): it holds
 #: what context processors gave, such as Flask-Login's ``current_user``.
 TEMPLATE_CONTEXT = "_hx_template_context"
+#: The name in ``g`` of the serializers forms signed bound arguments with in this request, per
+#: action (``security.sign_bound_for_request``): they are bound to the session and the identity.
+BOUND_SERIALIZERS = "_hx_bound_serializers"
 
 
 def forget_identity(*_args: Any, **_kwargs: Any) -> None:
@@ -43,7 +46,8 @@ def forget_identity(*_args: Any, **_kwargs: Any) -> None:
 
     The identity scopes what is rendered after it changes: bound arguments and idempotency keys
     of the forms, and the cache entries of ``cache="user"`` fragments. The template context of
-    fragments is computed again too (context processors such as Flask-Login's ``current_user``).
+    fragments is computed again too (context processors such as Flask-Login's ``current_user``),
+    and so are the serializers forms sign bound arguments with.
     The pipeline calls it after every action body (a sign-in or sign-out action re-rendering
     forms or a per-user fragment in its answer); with Flask-Login, ``login_user`` and
     ``logout_user`` call it through their signals. A custom identity loader whose answer can
@@ -55,3 +59,4 @@ def forget_identity(*_args: Any, **_kwargs: Any) -> None:
         values = flags()
         values.pop(IDENTITY, None)
         values.pop(TEMPLATE_CONTEXT, None)
+        values.pop(BOUND_SERIALIZERS, None)

@@ -261,8 +261,7 @@ def hidden_inputs(
     key = _marks(app).key if placeholders else security.fresh_key()
     parts.append(f'<input type="hidden" name="_hx_key" value="{key}">')
     if bind:
-        binding = security.session_binding(state.identity())
-        token = security.sign_bound(app, action.endpoint, bind, binding, frozen)
+        token = security.sign_bound_for_request(app, state, action.endpoint, bind, frozen)
         # itsdangerous' URL-safe tokens hold only [A-Za-z0-9_.-]: nothing to escape.
         parts.append(f'<input type="hidden" name="_hx_bound" value="{token}">')
     if next_url is not None:

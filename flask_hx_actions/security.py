@@ -22,6 +22,7 @@ from flask.globals import _cv_request
 from itsdangerous import BadData, BadSignature, SignatureExpired
 from wtforms.validators import ValidationError
 
+from .context import BOUND_SERIALIZERS, flags
 from .errors import BoundArgumentsInvalid, CSRFRefused, OriginRefused
 from .headers import request_header
 from .signing import Serializer, remember
@@ -247,9 +248,36 @@ def sign_bound(
 ) -> str:
     """Sign ``values`` for ``endpoint``: readable by the client, not changeable by it.
     ``frozen``: ``signing.freeze_scalars(values)`` when the caller has it already."""
+    return _sign_with(_serializer(app, endpoint, binding), endpoint, values, frozen)
+
+
+def sign_bound_for_request(
+    app: Flask,
+    state: Any,
+    endpoint: str,
+    values: Mapping[str, Any],
+    frozen: tuple[Any, ...] | None = None,
+) -> str:
+    """:func:`sign_bound` for this request's session binding, with the serializer of each
+    action remembered in ``g`` for the rest of the request (a page signs one form per row);
+    :func:`context.forget_identity` drops them with the identity they are bound to."""
+    values_of_g = flags()
+    signers: dict[str, Serializer] | None = values_of_g.get(BOUND_SERIALIZERS)
+    if signers is None:
+        signers = values_of_g[BOUND_SERIALIZERS] = {}
+    signer = signers.get(endpoint)
+    if signer is None:
+        signer = _serializer(app, endpoint, session_binding(state.identity()))
+        signers[endpoint] = signer
+    return _sign_with(signer, endpoint, values, frozen)
+
+
+def _sign_with(
+    signer: Serializer, endpoint: str, values: Mapping[str, Any], frozen: tuple[Any, ...] | None
+) -> str:
     plain = values if type(values) is dict else dict(values)
     try:
-        return _serializer(app, endpoint, binding).dumps_recent(plain, frozen)
+        return signer.dumps_recent(plain, frozen)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"bind= values for {endpoint!r} must be JSON-serialisable: {exc}") from None
 
