@@ -259,16 +259,19 @@ def sign_bound_for_request(
     frozen: tuple[Any, ...] | None = None,
 ) -> str:
     """:func:`sign_bound` for this request's session binding, with the serializer of each
-    action remembered in ``g`` for the rest of the request (a page signs one form per row);
-    :func:`context.forget_identity` drops them with the identity they are bound to."""
+    action and session id remembered in ``g`` for the rest of the request (a page signs one
+    form per row); :func:`context.forget_identity` drops them with the identity they are bound
+    to."""
     values_of_g = flags()
-    signers: dict[str, Serializer] | None = values_of_g.get(BOUND_SERIALIZERS)
+    signers: dict[tuple[str, str], Serializer] | None = values_of_g.get(BOUND_SERIALIZERS)
     if signers is None:
         signers = values_of_g[BOUND_SERIALIZERS] = {}
-    signer = signers.get(endpoint)
+    # Keyed by the session id too: a view that clears the session gets a new one.
+    key = (endpoint, session_id())
+    signer = signers.get(key)
     if signer is None:
         signer = _serializer(app, endpoint, session_binding(state.identity()))
-        signers[endpoint] = signer
+        signers[key] = signer
     return _sign_with(signer, endpoint, values, frozen)
 
 
