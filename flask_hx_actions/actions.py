@@ -16,7 +16,15 @@ from flask import Blueprint
 from flask.sansio.blueprints import BlueprintSetupState
 from werkzeug.datastructures import MultiDict
 
-from .fragments import CacheScope, Fragment, TagsSpec, _check_tags, _param_names, tags_from
+from .fragments import (
+    CacheScope,
+    Fragment,
+    TagsSpec,
+    _check_tags,
+    _param_names,
+    tags_from,
+    takes_by_position,
+)
 from .ratelimits import LimitKey, apply_limit
 from .results import Result, invalid
 from .validation import Validator, make_validator
@@ -87,6 +95,7 @@ class Action:
             frozenset() if tags is None or callable(tags) else frozenset(_check_tags(tags))
         )
         self.tags_params = _param_names(self.tags_func) if self.tags_func else ()
+        self.tags_by_position = self.tags_func is not None and takes_by_position(self.tags_func)
         self._view: Callable[..., Any] | None = None
 
     def __repr__(self) -> str:
@@ -101,7 +110,9 @@ class Action:
         """The tags this action invalidates for these bound / validated arguments."""
         if self.tags_func is None:
             return self.static_tags
-        return tags_from(self.static_tags, self.tags_func, self.tags_params, args)
+        return tags_from(
+            self.static_tags, self.tags_func, self.tags_params, args, self.tags_by_position
+        )
 
     def call_args(self, bound: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
         """The keyword arguments of the function: bound arguments plus the validated fields it

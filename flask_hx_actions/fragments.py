@@ -71,14 +71,16 @@ class Fragment:
     authorize: Callable[..., bool | None] | None = None
     #: Precomputed per fragment (see ``__post_init__``): the parameter names as a set, the
     #: start and the ``data-hx-fragment`` attribute of the region tag, each parameter's
-    #: URL-encoded name, whether ``func`` is a plain (non-coroutine) function, and the
-    #: parameter names ``authorize`` takes.
+    #: URL-encoded name, whether ``func`` is a plain (non-coroutine) function, the
+    #: parameter names ``authorize`` takes and whether the tags function takes its parameters
+    #: by position (``tags_from``).
     param_set: frozenset[str] = field(init=False, repr=False, compare=False)
     _open: str = field(init=False, repr=False, compare=False)
     _name_attr: str = field(init=False, repr=False, compare=False)
     _quoted: Mapping[str, str] = field(init=False, repr=False, compare=False)
     _sync: bool = field(init=False, repr=False, compare=False)
     _authorize_params: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    _tags_by_position: bool = field(init=False, repr=False, compare=False)
     #: What this fragment shows depends on the user (``cache="user"``, ``login_required=``,
     #: ``authorize=``): a ``cache="global"`` fragment must not render it.
     per_user: bool = field(init=False, repr=False, compare=False)
@@ -95,6 +97,8 @@ class Fragment:
         setattr_(self, "_sync", not inspect.iscoroutinefunction(self.func))
         setattr_(self, "_authorize_params", _param_names(self.authorize) if self.authorize else ())
         setattr_(self, "_heads", {})
+        by_position = self.tags_func is not None and takes_by_position(self.tags_func)
+        setattr_(self, "_tags_by_position", by_position)
         setattr_(
             self,
             "per_user",
@@ -168,7 +172,9 @@ class Fragment:
     def tags(self, params: Mapping[str, Any]) -> frozenset[str]:
         if self.tags_func is None:
             return self.static_tags
-        return tags_from(self.static_tags, self.tags_func, self.tags_params, params)
+        return tags_from(
+            self.static_tags, self.tags_func, self.tags_params, params, self._tags_by_position
+        )
 
     def check_params(self, params: Mapping[str, Any]) -> dict[str, Any]:
         """``params`` checked against the signature, as a dict (``params`` itself if it is one)."""
@@ -481,11 +487,35 @@ def tags_from(
     func: Callable[..., Iterable[str]],
     names: tuple[str, ...],
     values: Mapping[str, Any],
+    by_position: bool = False,
 ) -> frozenset[str]:
     """``static`` and the tags ``func`` gives for the ``names`` it takes from ``values`` (the
-    tags of a fragment for its parameters, of an action for its arguments)."""
-    found = tag_set(func(**{k: values[k] for k in names if k in values}))
+    tags of a fragment for its parameters, of an action for its arguments).
+
+    ``by_position`` (see :func:`takes_by_position`): when ``values`` has every name, ``func`` is
+    called with them in order, the same call without building a keyword dict (tag functions run
+    once per row of a page); otherwise with the ones present as keywords, so defaults apply."""
+    args: tuple[Any, ...] | None = None
+    if by_position:
+        try:
+            args = tuple(map(values.__getitem__, names))
+        except KeyError:
+            args = None
+    if args is not None:
+        found = tag_set(func(*args))
+    else:
+        found = tag_set(func(**{k: values[k] for k in names if k in values}))
     return static | found if static else found
+
+
+def takes_by_position(func: Callable[..., Any]) -> bool:
+    """True when every parameter :func:`_param_names` lists for ``func`` can be passed by
+    position, in that order (no keyword-only ones)."""
+    return all(
+        p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        for p in inspect.signature(func).parameters.values()
+        if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    )
 
 
 def tag_set(tags: Iterable[str]) -> frozenset[str]:

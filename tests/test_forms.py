@@ -338,3 +338,30 @@ def test_call_block_bodies_are_what_jinja_gives(source: str, autoescape: bool) -
 
     env.from_string(source).render(f=f, v="<i>&</i>")
     assert seen and all(ours == jinjas for ours, jinjas in seen)
+
+
+def test_tags_functions_get_their_arguments_by_position_keyword_or_default():
+    """A tags function is called with its parameters by position when it can take them that way
+    and all are there, else by keyword with the ones present, so defaults and keyword-only
+    parameters behave as in an ordinary call."""
+    from flask_hx_actions.fragments import tags_from, takes_by_position
+
+    def plain(id, kind="row"):
+        return [f"{kind}:{id}"]
+
+    def keyword_only(id, *, kind):
+        return [f"{kind}:{id}"]
+
+    def variadic(id, *rest, **more):
+        return [f"row:{id}", *(str(r) for r in rest), *more]
+
+    assert takes_by_position(plain) and takes_by_position(variadic)
+    assert not takes_by_position(keyword_only)
+    base = frozenset({"stats"})
+    names = ("id", "kind")
+    assert tags_from(base, plain, names, {"id": 7, "kind": "todo"}, True) == {"todo:7", "stats"}
+    assert tags_from(base, plain, names, {"id": 7}, True) == {"row:7", "stats"}  # the default
+    assert tags_from(frozenset(), keyword_only, names, {"id": 7, "kind": "todo"}) == {"todo:7"}
+    assert tags_from(frozenset(), variadic, ("id",), {"id": 7, "x": 1}, True) == {"row:7"}
+    with pytest.raises(TypeError):
+        tags_from(frozenset(), plain, names, {"kind": "todo"}, True)  # id missing: as a call
