@@ -3,7 +3,8 @@
 They are read through :func:`flags`, the dict behind ``g``: a name missing from ``g`` costs an
 exception raised and caught, and every ``g`` access goes through a context-local proxy, and
 these values are read several times per rendered row. :func:`current_app_object` is
-``current_app`` without its proxy, for the same reason. :func:`forget_identity` drops the
+``current_app`` without its proxy, for the same reason, and :func:`current_request` is
+``request`` without its proxy. :func:`forget_identity` drops the
 identity loaded for this request when it may have changed.
 """
 
@@ -11,8 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, current_app, g, has_app_context
-from flask.globals import _cv_app
+from flask import Flask, Request, current_app, g, has_app_context, request
+from flask.globals import _cv_app, _cv_request
 
 
 def flags() -> dict[str, Any]:
@@ -29,6 +30,14 @@ def current_app_object() -> Flask:
     if app_ctx is None:
         return current_app._get_current_object()  # type: ignore[attr-defined,no-any-return]
     return app_ctx.app
+
+
+def current_request() -> Request:
+    """The current request without its proxy (the usual error outside a request context)."""
+    request_ctx = _cv_request.get(None)
+    if request_ctx is None:
+        return request._get_current_object()  # type: ignore[attr-defined,no-any-return]
+    return request_ctx.request
 
 
 #: The name in ``g`` of the identity ``HxState.identity`` loaded.

@@ -53,11 +53,12 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import IO, Any, Literal, Protocol, cast
 
-from flask import Flask, Request, Response, request
+from flask import Flask, Request, Response
 from werkzeug.datastructures import FileStorage, MultiDict
 from werkzeug.exceptions import BadRequest, Conflict, UnprocessableEntity
 
 from . import security
+from .context import current_request
 from .errors import ActionRefused
 from .headers import request_header
 from .responses import KEY_HEADER
@@ -305,11 +306,12 @@ def prepare(app: Flask, endpoint: str, identity: Any, kind: str) -> Pending | No
     store = store_for(app)
     if store is None:
         return None
-    key = request_key(request)
+    req = current_request()
+    key = request_key(req)
     if key is None:
         return None
     csrf_field = app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token")
-    digest = fingerprint(request.form, request.files, exclude=(csrf_field,), extra=(kind,))
+    digest = fingerprint(req.form, req.files, exclude=(csrf_field,), extra=(kind,))
     return Pending(store, scope_for(endpoint, identity), key, digest, ttl_seconds(app))
 
 

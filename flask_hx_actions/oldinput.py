@@ -19,6 +19,7 @@ from flask import Flask, session
 from werkzeug.datastructures import MultiDict
 
 from .context import flags
+from .security import current_session
 
 _KEY = "_hx_old"
 _MESSAGE_MAX = 300
@@ -96,7 +97,8 @@ def take() -> dict[str, Any] | None:
     values = flags()
     if "_hx_old" in values:
         return values["_hx_old"]  # type: ignore[no-any-return]
-    entry = session.pop(_KEY, None) if _KEY in session else None
+    current = current_session()
+    entry = current.pop(_KEY, None) if _KEY in current else None
     values["_hx_old"] = entry
     return entry
 

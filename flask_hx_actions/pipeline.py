@@ -25,7 +25,7 @@ from werkzeug.exceptions import ClientDisconnected, NotFound, RequestEntityTooLa
 from werkzeug.sansio.utils import get_content_length
 
 from . import idempotency, oldinput, responses, security, signals
-from .context import current_app_object, flags, forget_identity
+from .context import current_app_object, current_request, flags, forget_identity
 from .errors import (
     ActionRefused,
     BoundArgumentsInvalid,
@@ -62,7 +62,7 @@ def gate() -> None:
     """Steps 1-3 for requests routed to an action; other requests pass untouched."""
     app = current_app_object()
     state: HxState = app.extensions["hx_actions"]
-    req: Request = request._get_current_object()  # type: ignore[attr-defined]
+    req = current_request()
     action = state.actions.get(req.endpoint or "")
     if action is None:
         return
@@ -224,7 +224,7 @@ def run(action: Action) -> Response:
     """Steps 5-12 of one action request."""
     app: Flask = current_app_object()
     state: HxState = app.extensions["hx_actions"]
-    kind = request_kind(request)
+    kind = request_kind(current_request())
     identity = state.identity()
     pending = (  # the key; 400 if malformed, before any user code (validators, authorize=)
         idempotency.prepare(app, action.endpoint, identity, kind) if action.idempotent else None
@@ -285,7 +285,7 @@ def read_bound(app: Flask, action: Action, identity: Any) -> dict[str, Any]:
     """Step 5: the signed bound arguments; 400 when missing, tampered with, expired or foreign."""
     if not action.bound_params:
         return {}
-    token = request.form.get(BOUND_FIELD)
+    token = current_request().form.get(BOUND_FIELD)
     if not token and not action.required_bound:
         return {}
     binding = security.session_binding(identity)
@@ -301,7 +301,8 @@ def validate(action: Action) -> tuple[dict[str, Any], dict[str, list[str]]]:
     """Step 6: the schema's values, or errors keyed by input name."""
     if action.validator is None:
         return {}, {}
-    return action.validator.validate(request.form, request.files)
+    req = current_request()
+    return action.validator.validate(req.form, req.files)
 
 
 def authorize(state: HxState, action: Action, args: Mapping[str, Any], identity: Any) -> None:
@@ -532,8 +533,8 @@ def request_id() -> str:
     rid: str | None = values.get("_hx_request_id")
     if rid is not None:
         return rid
-    if current_app.config["HX_ACTIONS_TRUST_REQUEST_ID"]:
-        incoming = request.environ.get("HTTP_X_REQUEST_ID", "")
+    if current_app_object().config["HX_ACTIONS_TRUST_REQUEST_ID"]:
+        incoming = current_request().environ.get("HTTP_X_REQUEST_ID", "")
         if _REQUEST_ID.match(incoming):
             rid = incoming
     values["_hx_request_id"] = rid = rid or secrets.token_hex(8)
@@ -546,7 +547,8 @@ def finish_response(response: Response) -> Response:
         return response
     add_vary(response, "HX-Request")
     values = {"Cache-Control": "no-store", "X-Request-ID": request_id()}
-    if request.environ.get("HTTP_HX_REQUEST") == "true":  # the header, without EnvironHeaders
+    # The header, without EnvironHeaders.
+    if current_request().environ.get("HTTP_HX_REQUEST") == "true":
         values["HX-Actions"] = "1"
     put_headers(response.headers, values)
     return response

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from flask import Flask, Response, abort, current_app, g, jsonify, render_template, request
 
 from . import forms
+from .context import current_request
 from .fragments import Fragment, FragmentError, cache_key, parse_region_token
 from .headers import environ_key
 from .htmx import hx_redirect, reswap
@@ -137,7 +138,7 @@ def _own_params(action: Action, fragment: Fragment, args: Mapping[str, Any]) -> 
 def _candidates(state: HxState) -> list[tuple[Fragment, dict[str, Any]]]:
     """Regions to consider for out-of-band refresh: those the page says it holds (the
     ``HX-Actions-Regions`` header of hx-actions.js), else every non-parametrised fragment."""
-    header = request.environ.get(_REGIONS_KEY)
+    header = current_request().environ.get(_REGIONS_KEY)
     if header is None:
         return [(f, {}) for f in state.fragments.values() if not f.parametrised]
     if len(header) > _REGION_LISTS_HEADER_MAX:

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Flask, Request, g, session
+from flask import Flask, Request, session
 from flask.globals import _cv_request
 from itsdangerous import BadData, BadSignature, SignatureExpired
 from wtforms.validators import ValidationError
@@ -117,7 +117,7 @@ def check_csrf(request: Request, app: Flask, own: str) -> None:
     if header_token and header_token == token and environ.get("HTTP_HX_REQUEST") == "true":
         # The page sends a valid token in a header (hx-actions.js, from the page's meta tag):
         # forms re-rendered in this htmx answer need no token input of their own.
-        g._hx_csrf_by_header = True
+        flags()["_hx_csrf_by_header"] = True
     if (
         request.is_secure
         and config.get("WTF_CSRF_SSL_STRICT", True)
