@@ -4,9 +4,9 @@ holds the semantics, the request side and the store protocol they implement.
 
 SQLAlchemy: one transaction for the claim, the writes and the answer
 --------------------------------------------------------------------
-The claim is an ``INSERT ... ON CONFLICT DO NOTHING`` of an ``in_flight`` row in ``db.session``,
-inside the pipeline's transaction; the answer is an ``UPDATE`` of that row in the same transaction,
-before the commit. So the claim, the action's writes and the answer commit together or not at all
+The claim is an ``INSERT ... ON CONFLICT DO NOTHING`` of the key's row in ``db.session``, inside
+the pipeline's transaction; the answer is an ``UPDATE`` of that row in the same transaction, before
+the commit. So the claim, the action's writes and the answer commit together or not at all
 (``fail``, ``not_found``, exceptions roll all three back and the key is free again): there is no
 moment, and no crash, where effects are committed without their key or a key without its answer.
 On PostgreSQL (READ COMMITTED, the default) a concurrent duplicate's INSERT waits until the first
@@ -22,17 +22,26 @@ commit was the alternative: byte-identical htmx replays, but one more commit per
 1.5 ms on SQLite, four times the claim) and a window between the commits where a crash leaves the
 key without an answer.
 
-Both statements run on the session's connection (``Session.connection()``: the same transaction)
+The row is inserted as it will read after a plain commit: ``done`` without an answer. Nothing
+outside the transaction sees it before the commit, and an htmx answer that renders fragments (the
+usual htmx success) keeps no answer, so for those the ``UPDATE`` is skipped: one statement, one
+round trip per action instead of two. The answer's ``UPDATE`` runs when there is something to keep
+(a stored answer, or the tags the body revalidated).
+
+The statements run on the session's connection (``Session.connection()``: the same transaction)
 as prebuilt statements with bound parameters, not through ``Session.execute``: the ORM's
 execution path (autoflush, ORM compile state) and building and cache-keying a new statement
 for every action cost about as much Python as the two round trips themselves. The action's own
 pending ORM changes are flushed at the commit, after the answer's ``UPDATE``; inside one
 transaction the order does not matter.
 
-An ``in_flight`` row is visible to others only if something committed the session between the
-claim and the answer (an action body that calls ``commit()`` itself): it is then really in
-flight and a duplicate gets the 409; after ``pending_grace`` seconds without an answer it is taken
-as done (``rerender``), never run twice.
+A row is visible to others before its answer only if something commits the session between the
+claim and the answer (an action body that calls ``commit()`` itself). A ``before_commit`` hook on
+SQLAlchemy sessions catches that commit while a claim of the session is open: it marks the row
+``in_flight`` in the same commit, and the answer's ``UPDATE`` then runs in any case. A duplicate
+sees the row really in flight and gets the 409; after ``pending_grace`` seconds without an answer
+it is taken as done (``rerender``), never run twice. The hook costs one dictionary lookup per commit
+of a session with no open claim.
 
 Redis: a lease
 --------------
@@ -66,6 +75,32 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import CursorResult
 
 TABLE_NAME = "hx_actions_idempotency"
+
+#: ``Session.info`` key: the claims of the session's transaction whose row still reads ``done``
+#: without an answer, as inserted (``(scope, key)`` -> (store, claim)). See the module docstring.
+_OPEN_CLAIMS = "hx_actions_open_claims"
+_hook_lock = threading.Lock()
+_hooked = False
+
+
+def _watch_commits() -> None:
+    """Listen to ``before_commit`` of every SQLAlchemy session, once per process."""
+    global _hooked
+    with _hook_lock:
+        if not _hooked:
+            sa.event.listen(sa.orm.Session, "before_commit", _commit_with_open_claims)
+            _hooked = True
+
+
+def _commit_with_open_claims(session: sa.orm.Session) -> None:
+    """A session commits while claims of its transaction are open (the action body committed):
+    their rows become visible now, so they must read ``in_flight``, not done."""
+    opened = session.info.get(_OPEN_CLAIMS)
+    if not opened or session.in_nested_transaction():  # a savepoint: nothing becomes visible
+        return
+    session.info[_OPEN_CLAIMS] = {}
+    for store, claim in opened.values():
+        store._mark_in_flight(session, claim)
 
 
 def _utcnow() -> datetime:
@@ -119,20 +154,22 @@ class SQLAlchemyStore:
         self._ready: weakref.WeakSet[sa.Engine] = weakref.WeakSet()
         self._lock = threading.Lock()
         c = self.table.c
+        _watch_commits()
         # Built once: executed with parameters, they skip building and cache-keying a statement
         # per action (see the module docstring).
         self._claims = {
             "postgresql": self._claim_statement(pg_insert),
             "sqlite": self._claim_statement(sqlite_insert),
         }
+        this_claim = sa.and_(
+            c.scope == sa.bindparam("w_scope"),
+            c.key == sa.bindparam("w_key"),
+            c.fingerprint == sa.bindparam("w_fingerprint"),
+        )
+        self._in_flight = sa.update(self.table).where(this_claim).values(state=IN_FLIGHT)
         self._answer = (
             sa.update(self.table)
-            .where(
-                c.scope == sa.bindparam("w_scope"),
-                c.key == sa.bindparam("w_key"),
-                c.state == IN_FLIGHT,
-                c.fingerprint == sa.bindparam("w_fingerprint"),
-            )
+            .where(this_claim)
             .values(
                 state=DONE,
                 status=sa.bindparam("v_status"),
@@ -189,13 +226,13 @@ class SQLAlchemyStore:
             "scope": scope,
             "key": key,
             "fingerprint": fingerprint,
-            "state": IN_FLIGHT,
+            "state": DONE,  # as it reads after a plain commit; see the module docstring
             "created_at": now,
             "expires_at": now + timedelta(seconds=ttl),
         }
         for _ in range(5):  # the row can vanish between statements (rollback, purge)
             if self._insert(session, values):
-                return Claim("new", scope, key, fingerprint, ttl, self)
+                return self._opened(session, Claim("new", scope, key, fingerprint, ttl, self))
             this = sa.and_(c.scope == scope, c.key == key)  # only when the key is taken
             # Flask-SQLAlchemy routes a SELECT to the default bind unless told the table.
             found = session.execute(sa.select(table).where(this), bind_arguments={"clause": table})
@@ -206,10 +243,25 @@ class SQLAlchemyStore:
                 takeover = sa.update(table).where(this, c.expires_at <= now)
                 reset = {"status": None, "headers": None, "body": None}
                 if _rowcount(session.execute(takeover.values(**values, **reset))):
-                    return Claim("new", scope, key, fingerprint, ttl, self)
+                    return self._opened(session, Claim("new", scope, key, fingerprint, ttl, self))
                 continue
             return self._outcome(row, fingerprint, ttl, now)
         raise RuntimeError(f"idempotency key {key!r} could not be claimed")
+
+    def _opened(self, session: Any, claim: Claim) -> Claim:
+        """Remember ``claim`` as open in ``session`` until :meth:`complete` or :meth:`release`."""
+        info = session.info
+        opened = info.get(_OPEN_CLAIMS)
+        if opened is None:
+            opened = info[_OPEN_CLAIMS] = {}
+        opened[(claim.scope, claim.key)] = (self, claim)
+        return claim
+
+    def _mark_in_flight(self, session: Any, claim: Claim) -> None:
+        self._connection(session).execute(
+            self._in_flight,
+            {"w_scope": claim.scope, "w_key": claim.key, "w_fingerprint": claim.fingerprint},
+        )
 
     def _insert(self, session: Any, values: Mapping[str, Any]) -> bool:
         connection = self._connection(session)
@@ -243,7 +295,13 @@ class SQLAlchemyStore:
     def complete(self, claim: Claim, answer: StoredAnswer | None) -> None:
         """Mark the key done with its answer, in ``db.session``'s transaction: call it before the
         commit (after it, nothing would commit this write). Without an answer, ``headers`` keeps
-        the claim's revalidated tags instead (a JSON list), for the re-render."""
+        the claim's revalidated tags instead (a JSON list), for the re-render. With neither, a row
+        still as inserted (``done``, no answer) needs no write."""
+        session = self._db().session
+        opened = session.info.get(_OPEN_CLAIMS)
+        still_open = opened is not None and opened.pop((claim.scope, claim.key), None) is not None
+        if still_open and answer is None and not claim.tags:
+            return
         if answer is not None:
             headers: str | None = answer.headers_json()
         else:
@@ -257,11 +315,14 @@ class SQLAlchemyStore:
             "v_body": None if answer is None else answer.body,
             "v_expires_at": _utcnow() + timedelta(seconds=claim.ttl),
         }
-        self._connection(self._db().session).execute(self._answer, params)
+        self._connection(session).execute(self._answer, params)
 
     def release(self, claim: Claim) -> None:
-        """Nothing to do: the rollback of the action's transaction removed the claim, and after
-        a commit the key must stay taken."""
+        """Nothing to write: the rollback of the action's transaction removed the claim, and
+        after a commit the key must stay taken. The claim is no longer open."""
+        opened = self._db().session.info.get(_OPEN_CLAIMS)
+        if opened:
+            opened.pop((claim.scope, claim.key), None)
 
     def purge_expired(self) -> int:
         """Delete expired rows; the number deleted."""

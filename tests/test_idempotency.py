@@ -339,6 +339,49 @@ def test_key_committed_without_answer_is_rerendered_after_the_grace(sql: Backend
     assert late.claim("s", "key-0001", FP, TTL).outcome == "rerender"
 
 
+def rows(sql: Backend) -> list[tuple[str, str, int | None]]:
+    with sql.db.engine.connect() as conn:  # type: ignore[union-attr]
+        found = conn.execute(sa.select(sql.store.table).order_by("key")).all()
+    return [(r.key, r.state, r.status) for r in found]
+
+
+def test_claim_is_done_without_answer_unless_the_session_commits_before_its_answer(
+    sql: Backend,
+) -> None:
+    """The row is inserted as it reads after a plain commit; a commit between claim and answer
+    (the body committed) marks it in flight in that commit, and the answer then writes it."""
+    quiet = sql.store.claim("s", "key-0001", FP, TTL)
+    quiet.complete(None)  # no answer, no tags: nothing to write
+    sql.commit()
+    committing = sql.store.claim("s", "key-0002", FP, TTL)
+    sql.commit()  # the body committed the session itself
+    assert rows(sql) == [("key-0001", "done", None), ("key-0002", "in_flight", None)]
+    committing.complete(answer())
+    sql.commit()
+    assert rows(sql)[1] == ("key-0002", "done", 200)
+    sql.commit()  # a later commit of the session leaves the completed claim alone
+    assert rows(sql)[1] == ("key-0002", "done", 200)
+
+
+def test_savepoint_in_the_body_does_not_mark_the_claim_in_flight(sql: Backend) -> None:
+    claim = sql.store.claim("s", "key-0001", FP, TTL)
+    with sql.db.session.begin_nested():  # type: ignore[union-attr]
+        sql.write("milk")
+    claim.complete(None)
+    sql.commit()
+    assert rows(sql) == [("key-0001", "done", None)]
+    assert sql.store.claim("s", "key-0001", FP, TTL).outcome == "rerender"
+
+
+def test_released_claim_is_forgotten_by_the_session(sql: Backend) -> None:
+    claim = sql.store.claim("s", "key-0001", FP, TTL)
+    sql.rollback()
+    claim.release()
+    sql.write("milk")
+    sql.commit()  # no claim left open: the commit writes no key row
+    assert rows(sql) == []
+
+
 class _Item:
     """``items`` rows as ORM objects, for writes the session holds until it flushes."""
 

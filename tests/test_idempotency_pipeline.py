@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+import sqlalchemy as sa
 from app_factory import Harness, contract_app, db, normalise
 
 from flask_hx_actions.idempotency import REPLAYED_HEADER
-from flask_hx_actions.idempotency_stores import SQLAlchemyStore
+from flask_hx_actions.idempotency_stores import TABLE_NAME, SQLAlchemyStore
 from flask_hx_actions.responses import KEY_HEADER
 
 KEY = "retry-key-0001"
@@ -157,6 +158,46 @@ def test_answer_is_committed_with_the_writes(harness: Harness) -> None:
         table = SQLAlchemyStore().table
         rows = db.session.execute(table.select()).all()
     assert [(r.state, r.status) for r in rows] == [("done", 200)]
+
+
+def test_htmx_answer_with_fragments_costs_one_statement_on_the_key_table(harness: Harness) -> None:
+    """Its row is inserted as done without an answer and not written again; a kept answer
+    (JSON) or tags the body revalidated (``mark_all``) take an UPDATE too."""
+    statements: list[str] = []
+
+    def seen(conn: object, cursor: object, statement: str, *rest: object) -> None:
+        verb = statement.split(None, 1)[0].upper()
+        if TABLE_NAME in statement and verb in ("INSERT", "UPDATE", "SELECT", "DELETE"):
+            statements.append(verb)
+
+    client = harness.client()
+    client.submit("items.add", {"title": "Warm-up", "_hx_key": "warm-key-0001"}, htmx=True)
+    with harness.app.app_context():
+        engine = db.engine
+    sa.event.listen(engine, "before_cursor_execute", seen)
+    try:
+        seen_by: dict[str, list[str]] = {}
+        for kind, action, data in [
+            ("htmx", "items.add", {"title": "Milk"}),
+            ("json", "items.add", {"title": "Bread"}),
+            ("htmx", "items.mark_all", {}),
+        ]:
+            statements.clear()
+            key = f"{kind}-{action.replace('.', '-')}-key"
+            client.submit(action, {**data, "_hx_key": key}, **{kind: True})
+            seen_by[f"{kind} {action}"] = list(statements)
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", seen)
+    assert seen_by == {
+        "htmx items.add": ["INSERT"],
+        "json items.add": ["INSERT", "UPDATE"],
+        "htmx items.mark_all": ["INSERT", "UPDATE"],
+    }
+    again = client.submit(
+        "items.add", {"title": "Milk", "_hx_key": "htmx-items-add-key"}, htmx=True
+    )
+    assert (again.status_code, again.headers.get(REPLAYED_HEADER)) == (200, "true"), again.text
+    assert harness.calls["add"] == 3  # the warm-up, Milk, Bread
 
 
 def test_same_form_twice_with_new_input_writes_twice(harness: Harness) -> None:
