@@ -40,6 +40,8 @@ def current_request() -> Request:
     return request_ctx.request
 
 
+#: The name in ``g`` of this app's origin, as the origin gate computed it for this request.
+OWN_ORIGIN = "_hx_own_origin"
 #: The name in ``g`` of the identity ``HxState.identity`` loaded.
 IDENTITY = "_hx_identity"
 #: The name in ``g`` of the context fragments render with (``fragments._base_context``): it holds

@@ -25,7 +25,7 @@ from werkzeug.exceptions import ClientDisconnected, NotFound, RequestEntityTooLa
 from werkzeug.sansio.utils import get_content_length
 
 from . import idempotency, oldinput, responses, security, signals
-from .context import current_app_object, current_request, flags, forget_identity
+from .context import OWN_ORIGIN, current_app_object, current_request, flags, forget_identity
 from .errors import (
     ActionRefused,
     BoundArgumentsInvalid,
@@ -46,8 +46,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("flask_hx_actions")
 
 BOUND_FIELD = "_hx_bound"
-KEY_FIELD = "_hx_key"
-NEXT_FIELD = "next"
 
 _collected_tags: contextvars.ContextVar[set[str] | None] = contextvars.ContextVar(
     "hx_actions_tags", default=None
@@ -66,10 +64,11 @@ def gate() -> None:
     action = state.actions.get(req.endpoint or "")
     if action is None:
         return
-    flags()["_hx_action"] = action  # g._hx_action
+    values = flags()
+    values["_hx_action"] = action  # g._hx_action
     config = app.config
     limit_request_size(action, config, req)  # 1
-    own = security.own_origin(req, config["HX_ACTIONS_ORIGIN"])
+    own = values[OWN_ORIGIN] = security.own_origin(req, config["HX_ACTIONS_ORIGIN"])
     security.check_origin(req, own, _trusted(config))  # 2
     _exempt_from_csrfprotect(app, state, req.endpoint or "")
     read_body(config, req)

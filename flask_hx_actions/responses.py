@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from flask import Flask, Response, abort, current_app, g, jsonify, render_template, request
 
 from . import forms
-from .context import current_request
+from .context import OWN_ORIGIN, current_request, flags
 from .fragments import Fragment, FragmentError, cache_key, parse_region_token
 from .headers import environ_key
 from .htmx import hx_redirect, reswap
@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 REGIONS_HEADER = "HX-Actions-Regions"
 _REGIONS_KEY = environ_key(REGIONS_HEADER)  # read from the environ (see headers.py)
 KEY_HEADER = "HX-Actions-Key"
+#: The form field of a plain form's target after success (``action_form(next=...)``).
+NEXT_FIELD = "next"
 _DOM_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_:.-]{0,200}$")
 _SERVER_ERROR = "Something went wrong on our side. Please try again."
 
@@ -40,15 +42,28 @@ _SERVER_ERROR = "Something went wrong on our side. Please try again."
 
 
 def _own(app: Flask) -> str:
-    return own_origin(request, app.config["HX_ACTIONS_ORIGIN"])
+    """The app's origin: the one the origin gate computed for this request, else computed."""
+    own: str | None = flags().get(OWN_ORIGIN)
+    if own is None:
+        own = own_origin(current_request(), app.config["HX_ACTIONS_ORIGIN"])
+    return own
+
+
+def _next_and_referrer() -> tuple[str | None, str | None]:
+    """The form's ``next`` and the ``Referer`` header, read without Werkzeug's lookups, which
+    raise and catch an exception when the value is absent (``next`` usually is)."""
+    req = current_request()
+    values = dict.get(req.form, NEXT_FIELD)  # a MultiDict keeps a list per name
+    return (values[0] if values else None), req.environ.get("HTTP_REFERER")
 
 
 def success_target(app: Flask) -> str:
     """After success: the form's safe ``next``, else the page the form was on, else the default."""
     own = _own(app)
+    next_url, referrer = _next_and_referrer()
     return (
-        safe_target(request.form.get("next"), own)
-        or safe_target(request.referrer, own)
+        safe_target(next_url, own)
+        or safe_target(referrer, own)
         or app.config["HX_ACTIONS_DEFAULT_REDIRECT"]
     )
 
@@ -56,15 +71,18 @@ def success_target(app: Flask) -> str:
 def back_target(app: Flask) -> str:
     """After a failure: back to the page the form was on (else ``next``, else the default)."""
     own = _own(app)
+    next_url, referrer = _next_and_referrer()
     return (
-        safe_target(request.referrer, own)
-        or safe_target(request.form.get("next"), own)
+        safe_target(referrer, own)
+        or safe_target(next_url, own)
         or app.config["HX_ACTIONS_DEFAULT_REDIRECT"]
     )
 
 
 def see_other(location: str) -> Response:
-    response = Response(status=303)
+    # The mimetype given: without it, Werkzeug looks for a Content-Type header that is not
+    # there, which raises and catches an exception.
+    response = Response(status=303, mimetype="text/html")
     response.headers["Location"] = location
     return response
 
