@@ -186,6 +186,9 @@ class Claim:
     #: Tags the body passed to ``revalidate()``: kept with a key done without an answer, so its
     #: re-render (``rerender``) refreshes those regions too, not only the declared ``tags=``.
     tags: frozenset[str] = frozenset()
+    #: The answer the key's row was inserted with (:meth:`Pending.claim` with ``presumed``):
+    #: completing the claim with this same answer writes nothing more.
+    kept: StoredAnswer | None = field(default=None, repr=False)
 
     @property
     def transactional(self) -> bool:
@@ -291,7 +294,16 @@ class Pending:
     fingerprint: str
     ttl: float
 
-    def claim(self) -> Claim:
+    def claim(self, presumed: StoredAnswer | None = None) -> Claim:
+        """Claim the key. ``presumed``: the answer a success will most likely get, known before
+        the body runs (a plain form's 303 after ``ok``); a store that can keep it with the claim
+        (``keeps_answer_with_claim``) inserts the key's row with it, so completing the claim
+        with that same answer costs no second statement."""
+        if presumed is not None and getattr(self.store, "keeps_answer_with_claim", False):
+            store = cast(Any, self.store)
+            return cast(
+                Claim, store.claim(self.scope, self.key, self.fingerprint, self.ttl, presumed)
+            )
         return self.store.claim(self.scope, self.key, self.fingerprint, self.ttl)
 
 

@@ -25,8 +25,11 @@ key without an answer.
 The row is inserted as it will read after a plain commit: ``done`` without an answer. Nothing
 outside the transaction sees it before the commit, and an htmx answer that renders fragments (the
 usual htmx success) keeps no answer, so for those the ``UPDATE`` is skipped: one statement, one
-round trip per action instead of two. The answer's ``UPDATE`` runs when there is something to keep
-(a stored answer, or the tags the body revalidated).
+round trip per action instead of two. A plain form's answer to ``ok`` (its 303) is known before
+the body runs (it depends on the request only), so the pipeline hands it to the claim and the row
+is inserted with it: when the body returns ``ok``, that is the answer and there is nothing more to
+write. The answer's ``UPDATE`` runs when there is something else to keep (another answer, such as
+``redirect_to``'s, or the tags the body revalidated).
 
 The statements run on the session's connection (``Session.connection()``: the same transaction)
 as prebuilt statements with bound parameters, not through ``Session.execute``: the ORM's
@@ -126,6 +129,8 @@ class SQLAlchemyStore:
     """
 
     transactional = True
+    #: :meth:`claim` takes the presumed answer and inserts the row with it.
+    keeps_answer_with_claim = True
 
     def __init__(
         self,
@@ -182,7 +187,10 @@ class SQLAlchemyStore:
     def _claim_statement(self, insert: Any) -> Any:
         """``INSERT ... ON CONFLICT DO NOTHING RETURNING key`` of one row, values bound by name
         (RETURNING, because SQLAlchemy 2.1 with psycopg reports rowcount -1 for INSERTs)."""
-        columns = ("scope", "key", "fingerprint", "state", "created_at", "expires_at")
+        columns = (
+            *("scope", "key", "fingerprint", "state"),
+            *("status", "headers", "body", "created_at", "expires_at"),
+        )
         values: dict[str, Any] = {name: sa.bindparam(name) for name in columns}
         return (
             insert(self.table).values(values).on_conflict_do_nothing().returning(self.table.c.key)
@@ -215,9 +223,17 @@ class SQLAlchemyStore:
                     raise  # not another process creating it at the same moment
             self._ready.add(engine)
 
-    def claim(self, scope: str, key: str, fingerprint: str, ttl: float) -> Claim:
-        """Insert the key as ``in_flight`` in ``db.session``'s transaction, or report the row
-        that holds it. An expired row is taken over as if it were absent."""
+    def claim(
+        self,
+        scope: str,
+        key: str,
+        fingerprint: str,
+        ttl: float,
+        presumed: StoredAnswer | None = None,
+    ) -> Claim:
+        """Insert the key's row in ``db.session``'s transaction, as it reads after the commit:
+        ``done``, with the ``presumed`` answer or without one (see the module docstring); or
+        report the row that holds the key. An expired row is taken over as if it were absent."""
         self.ensure_table()
         session = self._db().session
         table, c = self.table, self.table.c
@@ -227,12 +243,16 @@ class SQLAlchemyStore:
             "key": key,
             "fingerprint": fingerprint,
             "state": DONE,  # as it reads after a plain commit; see the module docstring
+            "status": None if presumed is None else presumed.status,
+            "headers": None if presumed is None else presumed.headers_json(),
+            "body": None if presumed is None else presumed.body,
             "created_at": now,
             "expires_at": now + timedelta(seconds=ttl),
         }
+        new = Claim("new", scope, key, fingerprint, ttl, self, kept=presumed)
         for _ in range(5):  # the row can vanish between statements (rollback, purge)
             if self._insert(session, values):
-                return self._opened(session, Claim("new", scope, key, fingerprint, ttl, self))
+                return self._opened(session, new)
             this = sa.and_(c.scope == scope, c.key == key)  # only when the key is taken
             # Flask-SQLAlchemy routes a SELECT to the default bind unless told the table.
             found = session.execute(sa.select(table).where(this), bind_arguments={"clause": table})
@@ -241,9 +261,8 @@ class SQLAlchemyStore:
                 continue
             if row.expires_at <= now:
                 takeover = sa.update(table).where(this, c.expires_at <= now)
-                reset = {"status": None, "headers": None, "body": None}
-                if _rowcount(session.execute(takeover.values(**values, **reset))):
-                    return self._opened(session, Claim("new", scope, key, fingerprint, ttl, self))
+                if _rowcount(session.execute(takeover.values(**values))):
+                    return self._opened(session, new)
                 continue
             return self._outcome(row, fingerprint, ttl, now)
         raise RuntimeError(f"idempotency key {key!r} could not be claimed")
@@ -295,12 +314,15 @@ class SQLAlchemyStore:
     def complete(self, claim: Claim, answer: StoredAnswer | None) -> None:
         """Mark the key done with its answer, in ``db.session``'s transaction: call it before the
         commit (after it, nothing would commit this write). Without an answer, ``headers`` keeps
-        the claim's revalidated tags instead (a JSON list), for the re-render. With neither, a row
-        still as inserted (``done``, no answer) needs no write."""
+        the claim's revalidated tags instead (a JSON list), for the re-render. A row still as
+        inserted needs no write when it holds this answer already (the presumed one), or when
+        there is neither an answer nor tags to keep and it was inserted without an answer."""
         session = self._db().session
         opened = session.info.get(_OPEN_CLAIMS)
         still_open = opened is not None and opened.pop((claim.scope, claim.key), None) is not None
-        if still_open and answer is None and not claim.tags:
+        if still_open and (
+            answer == claim.kept if answer is not None else not claim.tags and claim.kept is None
+        ):
             return
         if answer is not None:
             headers: str | None = answer.headers_json()

@@ -341,11 +341,13 @@ def run_body(
     """Steps 8-10: the idempotency claim, the body and (with the SQL store) the answer kept for
     replays, in one transaction that commits on success and rolls back on ``fail``,
     ``not_found`` and exceptions, which also free the key."""
-    claim = answer = None
+    claim = answer = presumed = None
     try:
         with transaction(app) as tx:
             if pending is not None:
-                claim = pending.claim()  # 8: in the action's own transaction
+                presumed = presumed_answer(app, state, action, kind, args, bound, pending)
+                # 8: in the action's own transaction
+                claim = pending.claim(None if presumed is None else presumed[1])
                 if claim.outcome != "new":
                     return Done(ok(), set(), claim)  # the body does not run, nothing is written
             if signals.action_started.receivers:
@@ -354,7 +356,10 @@ def run_body(
             result = as_result(action, returned)
             tx.commit = result.ok
             if claim is not None and result.ok and claim.transactional:
-                answer = answer_without_fragments(app, state, action, kind, args, bound, result)
+                if presumed is not None and result.kind == "ok":
+                    answer = presumed[0]  # the claim's row holds it already
+                else:
+                    answer = answer_without_fragments(app, state, action, kind, args, bound, result)
                 # Committed with the writes (None: replays re-render, with the body's tags).
                 claim.complete(answer, tags if answer is None else ())
     except BaseException:
@@ -366,6 +371,23 @@ def run_body(
     if signals.action_finished.receivers:
         signals.action_finished.send(app, action=action, result=result)
     return Done(result, tags, claim, answer)
+
+
+def presumed_answer(
+    app: Flask,
+    state: HxState,
+    action: Action,
+    kind: str,
+    args: Mapping[str, Any],
+    bound: Mapping[str, Any],
+    pending: idempotency.Pending,
+) -> tuple[Response, idempotency.StoredAnswer] | None:
+    """A plain form's answer to ``ok`` (its 303, which depends on the request only), and what a
+    replay would send, for a store that keeps it with the claim; else ``None``."""
+    if kind != "plain" or not getattr(pending.store, "keeps_answer_with_claim", False):
+        return None
+    response = responses.success(app, state, action, kind, args, bound, ok(), set())
+    return response, idempotency.StoredAnswer.of(response)
 
 
 def answer_without_fragments(

@@ -363,6 +363,49 @@ def test_claim_is_done_without_answer_unless_the_session_commits_before_its_answ
     assert rows(sql)[1] == ("key-0002", "done", 200)
 
 
+def test_claim_with_a_presumed_answer_keeps_it_without_a_second_write(sql: Backend) -> None:
+    """A plain form's 303 is known before the body runs: the row is inserted with it, completing
+    with that answer writes nothing, another answer (a redirect_to) replaces it, and a commit in
+    the body still marks the row in flight until the answer."""
+    to_page, to_done = (Response(status=303, headers={"Location": p}) for p in ("/a", "/done"))
+    see_other, elsewhere = StoredAnswer.of(to_page), StoredAnswer.of(to_done)
+    statements: list[str] = []
+
+    def seen(conn: object, cursor: object, statement: str, *rest: object) -> None:
+        verb = statement.split(None, 1)[0].upper()
+        if TABLE_NAME in statement and verb in ("INSERT", "UPDATE", "SELECT", "DELETE"):
+            statements.append(verb)
+
+    engine = sql.db.engine  # type: ignore[union-attr]
+    sa.event.listen(engine, "before_cursor_execute", seen)
+    try:
+        sql.store.claim("s", "key-0001", FP, TTL, see_other).complete(to_page)
+        sql.commit()
+        assert statements == ["INSERT"]
+        sql.store.claim("s", "key-0002", FP, TTL, see_other).complete(to_done)
+        sql.commit()
+        assert statements == ["INSERT", "INSERT", "UPDATE"]
+        committing = sql.store.claim("s", "key-0003", FP, TTL, see_other)
+        sql.commit()  # the body committed the session itself
+        assert rows(sql)[2] == ("key-0003", "in_flight", 303)
+        committing.complete(to_page)
+        sql.commit()
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", seen)
+    assert rows(sql) == [
+        ("key-0001", "done", 303),
+        ("key-0002", "done", 303),
+        ("key-0003", "done", 303),
+    ]
+    replays = [sql.store.claim("s", f"key-000{n}", FP, TTL) for n in (1, 2, 3)]
+    sql.rollback()
+    assert [(c.outcome, c.answer) for c in replays] == [
+        ("replay", see_other),
+        ("replay", elsewhere),
+        ("replay", see_other),
+    ]
+
+
 def test_savepoint_in_the_body_does_not_mark_the_claim_in_flight(sql: Backend) -> None:
     claim = sql.store.claim("s", "key-0001", FP, TTL)
     with sql.db.session.begin_nested():  # type: ignore[union-attr]

@@ -160,9 +160,10 @@ def test_answer_is_committed_with_the_writes(harness: Harness) -> None:
     assert [(r.state, r.status) for r in rows] == [("done", 200)]
 
 
-def test_htmx_answer_with_fragments_costs_one_statement_on_the_key_table(harness: Harness) -> None:
-    """Its row is inserted as done without an answer and not written again; a kept answer
-    (JSON) or tags the body revalidated (``mark_all``) take an UPDATE too."""
+def test_htmx_fragments_and_plain_ok_cost_one_statement_on_the_key_table(harness: Harness) -> None:
+    """Its row is inserted as done without an answer and not written again, a plain ``ok``'s row
+    with its 303; another kept answer (JSON, ``redirect_to``) or tags the body revalidated
+    (``mark_all``) take an UPDATE too."""
     statements: list[str] = []
 
     def seen(conn: object, cursor: object, statement: str, *rest: object) -> None:
@@ -177,27 +178,41 @@ def test_htmx_answer_with_fragments_costs_one_statement_on_the_key_table(harness
     sa.event.listen(engine, "before_cursor_execute", seen)
     try:
         seen_by: dict[str, list[str]] = {}
+        locations: dict[str, str | None] = {}
         for kind, action, data in [
             ("htmx", "items.add", {"title": "Milk"}),
             ("json", "items.add", {"title": "Bread"}),
             ("htmx", "items.mark_all", {}),
+            ("plain", "items.add", {"title": "Jam"}),  # its 303 is inserted with the claim
+            ("plain", "items.finish", {}),  # redirect_to: another answer
         ]:
             statements.clear()
             key = f"{kind}-{action.replace('.', '-')}-key"
-            client.submit(action, {**data, "_hx_key": key}, **{kind: True})
+            asked = {kind: True} if kind != "plain" else {}
+            answered = client.submit(action, {**data, "_hx_key": key}, **asked)
             seen_by[f"{kind} {action}"] = list(statements)
+            locations[action] = answered.headers.get("Location")
     finally:
         sa.event.remove(engine, "before_cursor_execute", seen)
     assert seen_by == {
         "htmx items.add": ["INSERT"],
         "json items.add": ["INSERT", "UPDATE"],
         "htmx items.mark_all": ["INSERT", "UPDATE"],
+        "plain items.add": ["INSERT"],
+        "plain items.finish": ["INSERT", "UPDATE"],
     }
     again = client.submit(
         "items.add", {"title": "Milk", "_hx_key": "htmx-items-add-key"}, htmx=True
     )
     assert (again.status_code, again.headers.get(REPLAYED_HEADER)) == (200, "true"), again.text
-    assert harness.calls["add"] == 3  # the warm-up, Milk, Bread
+    assert locations["items.add"] != locations["items.finish"]
+    for action, data in [("items.add", {"title": "Jam"}), ("items.finish", {})]:
+        key = f"plain-{action.replace('.', '-')}-key"
+        replayed = client.submit(action, {**data, "_hx_key": key})
+        assert (replayed.status_code, replayed.headers[REPLAYED_HEADER]) == (303, "true")
+        assert replayed.headers["Location"] == locations[action]
+    assert harness.calls["add"] == 4  # the warm-up, Milk, Bread, Jam
+    assert harness.calls["finish"] == 1
 
 
 def test_same_form_twice_with_new_input_writes_twice(harness: Harness) -> None:
