@@ -12,11 +12,12 @@ not depend on what else the machine does.
     .venv/bin/python bench/instructions.py --cache          # and simulated cache misses
 
 ``--server`` counts in a real gunicorn sync worker instead (one worker, started under valgrind
-with ``--trace-children=yes``; the requests go over 127.0.0.1 sockets as ``bench/run`` sends
-them). That count holds gunicorn's own work too: parsing the request, building the environ,
-writing the answer. It is what the req/s ratios of ``bench/run`` follow; the in-process count
-leaves out what a request's shape costs the server (about 30k instructions per request header
-in gunicorn 27).
+with ``--trace-children=yes`` and its garbage collector off, which otherwise makes the count
+jump by hundreds of thousands between runs; the requests go over 127.0.0.1 sockets as
+``bench/run`` sends them). That count holds gunicorn's own work too: parsing the request,
+building the environ, writing the answer. It is what the req/s ratios of ``bench/run`` follow;
+the in-process count leaves out what a request's shape costs the server (about 24k
+instructions per request header in gunicorn 27).
 
 ``--cache`` runs cachegrind's cache simulation instead of callgrind (in process only) and prints
 the first-level instruction (I1) and data (D1) cache misses per request beside the instructions:
@@ -170,6 +171,11 @@ def served_count(system: str, kind: str, count: int) -> int:
     from run import Browser, Server, http_request
 
     with tempfile.TemporaryDirectory(prefix="bench-callgrind-") as out:
+        # The worker's garbage collector off: when a full collection falls inside one run and
+        # not the other, it adds hundreds of thousands of instructions per request at n=200
+        # (seen: the same request counted 1.79M and 2.42M).
+        config = Path(out) / "no_gc.py"
+        config.write_text("def post_fork(server, worker):\n    import gc\n\n    gc.disable()\n")
         valgrind = [
             "valgrind",
             "--tool=callgrind",
@@ -181,7 +187,7 @@ def served_count(system: str, kind: str, count: int) -> int:
             f"{system}_app",
             20,
             # The worker's idle wake-ups: none within a run.
-            {"PYTHONHASHSEED": "0", "GUNICORN_CMD_ARGS": "--timeout=600"},
+            {"PYTHONHASHSEED": "0", "GUNICORN_CMD_ARGS": f"--timeout=600 -c {config}"},
             workers=1,
             wrap=valgrind,
             patience=10,

@@ -80,7 +80,7 @@ from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -182,8 +182,8 @@ class PageParser(HTMLParser):
     def checked_count(self) -> int:
         return sum(1 for f in self.forms.values() if f.checked == "true")
 
-    def regions_header(self, form: Form) -> str:
-        """``HX-Actions-Regions`` as static/hx-actions.js builds it for ``form``: every
+    def regions_field(self, form: Form) -> str:
+        """The ``_hx_regions`` field as static/hx-actions.js builds it for ``form``: every
         non-parametrised region name, then ``name?params`` for each parametrised region whose
         ``data-hx-tags`` meet the form's ``data-hx-tags``."""
         form_tags = set(form.attrs.get("data-hx-tags", "").split())
@@ -437,10 +437,11 @@ class Browser:
         target = form.attrs.get("hx-target", "")
         if target.startswith("#"):
             headers["HX-Target"] = target[1:]
-        if "data-hx-action" in form.attrs:  # hx-actions.js adds these to action forms
+        if "data-hx-action" in form.attrs:  # hx-actions.js adds these fields to action forms
+            added = [("_hx_regions", self.page.regions_field(form))]
             if self.page.csrf_meta:
-                headers["X-CSRFToken"] = self.page.csrf_meta
-            headers["HX-Actions-Regions"] = self.page.regions_header(form)
+                added.insert(0, ("_hx_csrf", self.page.csrf_meta))
+            body = "&".join([body, urlencode(added)]) if body else urlencode(added)
         return Request("POST", path, headers, body)
 
     def plain_toggle(self, row: int) -> Request:
@@ -503,7 +504,7 @@ def check(system: str, browser: Browser, widgets: int, shared: bool = False) -> 
     if system.startswith("library") or system == CHECKED:
         check_refusals(system, browser)
     if system.startswith("library"):
-        check_regions_header(system, browser)
+        check_regions_field(system, browser)
 
     # htmx toggle of row 1 (not done): the answer holds the row, now checked, and the stats at
     # 67, out-of-band, and nothing else. Deterministic: both workers still hold the initial data.
@@ -579,17 +580,17 @@ def check_other_session(system: str, browser: Browser, widgets: int) -> None:
     check_pages_show(system, browser, widgets, {3: "false"}, before - 1)
 
 
-def check_regions_header(system: str, browser: Browser) -> None:
-    """The ``HX-Actions-Regions`` header built from the page names the non-parametrised regions
-    and the toggled row's own region with its parameters (as hx-actions.js would send it); if
-    the page's markup changed under this reader, stop rather than measure a different request."""
-    header = browser.htmx_toggle(LOAD_ROW).headers.get("HX-Actions-Regions", "")
-    tokens = header.split()
+def check_regions_field(system: str, browser: Browser) -> None:
+    """The ``_hx_regions`` field built from the page names the non-parametrised regions and the
+    toggled row's own region with its parameters (as hx-actions.js would send it); if the
+    page's markup changed under this reader, stop rather than measure a different request."""
+    fields = dict(parse_qsl(browser.htmx_toggle(LOAD_ROW).body))
+    value = fields.get("_hx_regions", "")
     expected = ["todos", "stats", "widgets", f"todo?id={LOAD_ROW}"]
-    if tokens != expected:
+    if value.split() != expected:
         raise BenchError(
-            f"{system}: HX-Actions-Regions would be {header!r}, expected {' '.join(expected)!r};"
-            " has the region markup changed? Make PageParser.regions_header follow"
+            f"{system}: _hx_regions would be {value!r}, expected {' '.join(expected)!r};"
+            " has the region markup changed? Make PageParser.regions_field follow"
             " static/hx-actions.js."
         )
 
@@ -597,9 +598,9 @@ def check_regions_header(system: str, browser: Browser) -> None:
 def check_refusals(system: str, browser: Browser) -> None:
     """The protections are on: no CSRF token is 400, another origin is 403 (nothing runs)."""
     req = browser.htmx_toggle(1)
-    stripped = {k: v for k, v in req.headers.items() if k != "X-CSRFToken"}
-    body = "&".join(p for p in req.body.split("&") if not p.startswith("csrf_token="))
-    answer = browser.send(Request("POST", req.path, stripped, body))
+    tokens = ("csrf_token=", "_hx_csrf=")
+    body = "&".join(p for p in req.body.split("&") if not p.startswith(tokens))
+    answer = browser.send(Request("POST", req.path, req.headers, body))
     if answer.status != 400:
         raise BenchError(f"{system}: a toggle without CSRF token answered {answer.status}")
     evil = dict(req.headers, Origin="https://evil.example", **{"Sec-Fetch-Site": "cross-site"})

@@ -4,7 +4,8 @@ They are read through :func:`flags`, the dict behind ``g``: a name missing from 
 exception raised and caught, and every ``g`` access goes through a context-local proxy, and
 these values are read several times per rendered row. :func:`current_app_object` is
 ``current_app`` without its proxy, for the same reason, and :func:`current_request` is
-``request`` without its proxy. :func:`forget_identity` drops the
+``request`` without its proxy; :func:`form_value` reads one form field without the exception
+Werkzeug raises and catches for an absent one. :func:`forget_identity` drops the
 identity loaded for this request when it may have changed.
 """
 
@@ -38,6 +39,13 @@ def current_request() -> Request:
     if request_ctx is None:
         return request._get_current_object()  # type: ignore[attr-defined,no-any-return]
     return request_ctx.request
+
+
+def form_value(form: Any, name: str) -> str | None:
+    """``form.get(name)`` of a Werkzeug ``MultiDict`` (which keeps a list per name), without the
+    exception ``MultiDict.get`` raises and catches when the field is absent."""
+    values = dict.get(form, name)
+    return values[0] if values else None
 
 
 #: The name in ``g`` of this app's origin, as the origin gate computed it for this request.

@@ -77,7 +77,7 @@ class HxState:
         self.form_plans: dict[tuple[str, str], Any] = {}
         #: (CSRFProtect, endpoint) pairs whose view has been exempted from CSRFProtect's hook.
         self.csrf_exempted: set[tuple[Any, str]] = set()
-        #: HX-Actions-Regions header -> the regions it names (see responses._candidates).
+        #: A region list (_hx_regions) -> the regions it names (see responses._candidates).
         self.region_lists: dict[str, tuple[tuple[Any, tuple[tuple[str, Any], ...]], ...]] = {}
         #: Fragments seen rendering an action_form (they never get a 304: keys must be fresh).
         self.fragment_forms: set[str] = set()

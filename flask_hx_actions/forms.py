@@ -233,7 +233,8 @@ def hidden_inputs(
     """The hidden inputs every action form carries: CSRF token, idempotency key, bound args.
 
     The CSRF input is left out of forms re-rendered in an htmx answer when the request carried
-    its valid token in the ``X-CSRFToken`` header: that page sends the header from its meta tag.
+    the page's valid token (the ``_hx_csrf`` field or the ``X-CSRFToken`` header): that page sends
+    the token from its meta tag.
     ``frozen``: ``signing.freeze_scalars(bind)``, when the caller has computed it already.
     """
     if app is None:
@@ -580,7 +581,7 @@ def fragment(name: str, *, lazy: bool = False, **params: Any) -> Markup:
         )
     if lazy and request.cookies.get(JS_COOKIE) == "1":
         # The region's own opening tag (with the parameters and tags of a parametrised one, so
-        # the regions header names it while it loads), then what makes htmx load it.
+        # the ``_hx_regions`` field names it while it loads), then what makes htmx load it.
         url = url_for("hx_actions.fragment", name=name, **params)
         head = frag.opening_tag(params)
         return Markup(

@@ -456,7 +456,7 @@ def cached_inner(
 
 
 def parse_region_token(token: str) -> tuple[str, dict[str, str]]:
-    """``"todo?id=7"`` -> ``("todo", {"id": "7"})`` (the ``HX-Actions-Regions`` header format)."""
+    """``"todo?id=7"`` -> ``("todo", {"id": "7"})`` (a token of the ``_hx_regions`` field)."""
     name, _, query = token.partition("?")
     return name, dict(parse_qsl(query, keep_blank_values=True)) if query else {}
 

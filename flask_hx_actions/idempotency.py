@@ -61,7 +61,7 @@ from . import security
 from .context import current_request
 from .errors import ActionRefused
 from .headers import request_header
-from .responses import KEY_HEADER
+from .responses import KEY_HEADER, REGIONS_FIELD
 
 log = logging.getLogger("flask_hx_actions")
 
@@ -323,7 +323,9 @@ def prepare(app: Flask, endpoint: str, identity: Any, kind: str) -> Pending | No
     if key is None:
         return None
     csrf_field = app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token")
-    digest = fingerprint(req.form, req.files, exclude=(csrf_field,), extra=(kind,))
+    # What hx-actions.js adds (the page's token and regions) is not the action's input.
+    exclude = (csrf_field, security.PAGE_CSRF_FIELD, REGIONS_FIELD)
+    digest = fingerprint(req.form, req.files, exclude=exclude, extra=(kind,))
     return Pending(store, scope_for(endpoint, identity), key, digest, ttl_seconds(app))
 
 

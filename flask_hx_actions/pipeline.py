@@ -17,7 +17,7 @@ import re
 import secrets
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote_plus
 
 import werkzeug.urls  # noqa: F401 - registers the "werkzeug.url_quote" error handler
 from flask import Flask, Request, Response, current_app, has_app_context, request
@@ -37,6 +37,7 @@ from .errors import (
 from .headers import add_vary, put_headers
 from .htmx import request_kind
 from .results import Result, invalid, ok
+from .signing import remember
 from .transactions import transaction
 
 if TYPE_CHECKING:
@@ -168,19 +169,42 @@ def _read_urlencoded(req: Request) -> bool:
 
 def _form_items(data: bytes) -> list[tuple[str, str]]:
     """``parse_qsl`` of the UTF-8 text with Werkzeug's error handler (an empty form when the
-    body is not UTF-8). A body of plain ASCII with no ``%`` and no ``+`` (hidden inputs, ids,
-    tokens: most action posts) has nothing to unquote, so it is split directly."""
-    if b"%" not in data and b"+" not in data and data.isascii():
+    body is not UTF-8). An ASCII body is split here, and only the fields that hold a ``%`` or a
+    ``+`` are unquoted, the way ``parse_qsl`` unquotes them: hidden inputs, ids and tokens, most
+    of an action post, have nothing to unquote."""
+    if data.isascii():
         items = []
         for part in data.decode("ascii").split("&"):
             if part:
                 name, _, value = part.partition("=")
+                if "%" in part or "+" in part:
+                    name, value = _unquoted(name), _unquoted(value)
                 items.append((name, value))
         return items
     try:
         return parse_qsl(data.decode(), keep_blank_values=True, errors="werkzeug.url_quote")
     except ValueError:
         return []
+
+
+#: Unquoted values of recent quoted fields: the regions field hx-actions.js adds holds ``%3F``
+#: and ``+`` and is the same for every submit of a form. Bounded in count and value length.
+_UNQUOTED: dict[str, str] = {}
+_UNQUOTED_MAX = 256
+_UNQUOTED_LENGTH_MAX = 1024
+
+
+def _unquoted(text: str) -> str:
+    """``unquote_plus`` with Werkzeug's error handler, as ``parse_qsl`` unquotes each part."""
+    if "%" not in text:
+        return text.replace("+", " ")
+    if len(text) > _UNQUOTED_LENGTH_MAX:
+        return unquote_plus(text, errors="werkzeug.url_quote")
+    found = _UNQUOTED.get(text)
+    if found is None:
+        found = unquote_plus(text, errors="werkzeug.url_quote")
+        remember(_UNQUOTED, text, found, _UNQUOTED_MAX)
+    return found
 
 
 def _exempt_from_csrfprotect(app: Flask, state: HxState, endpoint: str) -> None:

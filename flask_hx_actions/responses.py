@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from flask import Flask, Response, abort, current_app, g, jsonify, render_template, request
 
 from . import forms
-from .context import OWN_ORIGIN, current_request, flags
+from .context import OWN_ORIGIN, current_request, flags, form_value
 from .fragments import Fragment, FragmentError, cache_key, parse_region_token
 from .headers import environ_key
 from .htmx import hx_redirect, reswap
@@ -29,6 +29,9 @@ if TYPE_CHECKING:
     from .errors import ActionRefused
     from .extension import HxState
 
+#: The form field hx-actions.js sends the page's regions in (docs/wire.md); the header is still
+#: read when the field is absent (clients of earlier versions, scripts).
+REGIONS_FIELD = "_hx_regions"
 REGIONS_HEADER = "HX-Actions-Regions"
 _REGIONS_KEY = environ_key(REGIONS_HEADER)  # read from the environ (see headers.py)
 KEY_HEADER = "HX-Actions-Key"
@@ -53,8 +56,7 @@ def _next_and_referrer() -> tuple[str | None, str | None]:
     """The form's ``next`` and the ``Referer`` header, read without Werkzeug's lookups, which
     raise and catch an exception when the value is absent (``next`` usually is)."""
     req = current_request()
-    values = dict.get(req.form, NEXT_FIELD)  # a MultiDict keeps a list per name
-    return (values[0] if values else None), req.environ.get("HTTP_REFERER")
+    return form_value(req.form, NEXT_FIELD), req.environ.get("HTTP_REFERER")
 
 
 def success_target(app: Flask) -> str:
@@ -155,8 +157,12 @@ def _own_params(action: Action, fragment: Fragment, args: Mapping[str, Any]) -> 
 
 def _candidates(state: HxState) -> list[tuple[Fragment, dict[str, Any]]]:
     """Regions to consider for out-of-band refresh: those the page says it holds (the
-    ``HX-Actions-Regions`` header of hx-actions.js), else every non-parametrised fragment."""
-    header = current_request().environ.get(_REGIONS_KEY)
+    ``_hx_regions`` field hx-actions.js adds, or the ``HX-Actions-Regions`` header), else every
+    non-parametrised fragment."""
+    req = current_request()
+    header = form_value(req.form, REGIONS_FIELD)
+    if header is None:
+        header = req.environ.get(_REGIONS_KEY)
     if header is None:
         return [(f, {}) for f in state.fragments.values() if not f.parametrised]
     if len(header) > _REGION_LISTS_HEADER_MAX:
@@ -168,8 +174,8 @@ def _candidates(state: HxState) -> list[tuple[Fragment, dict[str, Any]]]:
     return [(f, dict(params)) for f, params in known]
 
 
-#: Parsed ``HX-Actions-Regions`` headers, remembered per app (a page sends the same header for
-#: the same form again and again); bounded in count and header length, the header being
+#: Parsed region lists (``_hx_regions``), remembered per app (a page sends the same list for
+#: the same form again and again); bounded in count and in the length of a list, which is
 #: untrusted input.
 _REGION_LISTS_MAX = 256
 _REGION_LISTS_HEADER_MAX = 4096

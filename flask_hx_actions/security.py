@@ -22,13 +22,16 @@ from flask.globals import _cv_request
 from itsdangerous import BadData, BadSignature, SignatureExpired
 from wtforms.validators import ValidationError
 
-from .context import BOUND_SERIALIZERS, flags
+from .context import BOUND_SERIALIZERS, flags, form_value
 from .errors import BoundArgumentsInvalid, CSRFRefused, OriginRefused
 from .headers import request_header
 from .signing import Serializer, remember
 
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
 _SESSION_ID_KEY = "_hx_sid"
+#: The form field hx-actions.js puts the page's CSRF token in (from ``<meta name="csrf-token">``);
+#: the ``X-CSRFToken`` header is still read when the field is absent.
+PAGE_CSRF_FIELD = "_hx_csrf"
 
 
 # -- origin gate ---------------------------------------------------------------------------------
@@ -97,25 +100,30 @@ def trusted_origins(values: Iterable[str]) -> frozenset[str]:
 
 
 def check_csrf(request: Request, app: Flask, own: str) -> None:
-    """Validate the Flask-WTF CSRF token from the form field or the ``X-CSRFToken`` header."""
+    """Validate the Flask-WTF CSRF token: from the form's own field, else the ``_hx_csrf`` field
+    hx-actions.js adds from the page's meta tag, else the ``X-CSRFToken`` header."""
     config = app.config
     if not config.get("WTF_CSRF_ENABLED", True):
         return
     field_name = config.get("WTF_CSRF_FIELD_NAME", "csrf_token")
-    form_token = request.form.get(field_name)
+    form = request.form
+    form_token = form_value(form, field_name)
+    page_token = form_value(form, PAGE_CSRF_FIELD)
     header_token = None
     environ = request.environ
-    for header in config.get("WTF_CSRF_HEADERS", ("X-CSRFToken", "X-CSRF-Token")):
-        header_token = request_header(environ, header)
-        if header_token:
-            break
-    token = form_token or header_token
+    if page_token is None:
+        for header in config.get("WTF_CSRF_HEADERS", ("X-CSRFToken", "X-CSRF-Token")):
+            header_token = request_header(environ, header)
+            if header_token:
+                break
+    from_page = page_token or header_token
+    token = form_token or from_page
     try:
         validate_csrf(app, token)
     except ValidationError as exc:
         raise CSRFRefused(description=f"{exc.args[0]} Reload the page and try again.") from None
-    if header_token and header_token == token and environ.get("HTTP_HX_REQUEST") == "true":
-        # The page sends a valid token in a header (hx-actions.js, from the page's meta tag):
+    if from_page and from_page == token and environ.get("HTTP_HX_REQUEST") == "true":
+        # The page sends a valid token of its own (hx-actions.js, from the page's meta tag):
         # forms re-rendered in this htmx answer need no token input of their own.
         flags()["_hx_csrf_by_header"] = True
     if (

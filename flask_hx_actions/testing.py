@@ -63,7 +63,7 @@ class ActionClient(FlaskClient):
         :param bind: bound arguments, signed for this client's session.
         :param htmx: send ``HX-Request`` (and ``HX-Trigger`` with the form's id).
         :param json: ask for JSON (``Accept: application/json``).
-        :param regions: the ``HX-Actions-Regions`` header hx-actions.js would send.
+        :param regions: the ``_hx_regions`` field hx-actions.js would add (the page's regions).
         :param headers: more request headers. With an ``Idempotency-Key`` header the form
             carries no ``_hx_key`` of its own (as a script sends it), unless ``data`` has one.
         """
@@ -74,6 +74,8 @@ class ActionClient(FlaskClient):
         if any(name.lower() == "idempotency-key" for name in headers or {}):
             del form["_hx_key"]
         form.update(data or {})
+        if htmx and regions is not None:
+            form["_hx_regions"] = regions
         with app.test_request_context():
             url = action_url(state, endpoint)
             origin = f"{request.scheme}://{request.host}"
@@ -83,8 +85,6 @@ class ActionClient(FlaskClient):
         if htmx:
             sent["HX-Request"] = "true"
             sent["HX-Trigger"] = form_dom_id(endpoint, bind, action.bound_params)
-            if regions is not None:
-                sent["HX-Actions-Regions"] = regions
         if json:
             sent["Accept"] = "application/json"
         sent.update(headers or {})

@@ -6,8 +6,9 @@
  * needed: every action form is a plain POST form.
  *
  * What it does for requests made by an action form (`form[data-hx-action]`):
- *   - sends `X-CSRFToken` (from <meta name="csrf-token">) and `HX-Actions-Regions`
- *     (which refreshable regions the page holds);
+ *   - adds to the submitted fields `_hx_csrf` (the token of <meta name="csrf-token">) and
+ *     `_hx_regions` (which refreshable regions the page holds), fields rather than
+ *     headers because a server parses a header at a higher cost than a form field;
  *   - swaps answers carrying `HX-Actions` whatever their status (htmx 2 skips 4xx/5xx);
  *   - marks the form busy (aria-busy, .hx-pending, submit buttons disabled) and drops
  *     a second submit while the first is in flight (and not in htmx's history snapshots);
@@ -27,9 +28,9 @@
   var PENDING_CLASS = 'hx-pending';
   // On the submit buttons this script disabled (a copy of the page can tell them apart).
   var DISABLED_MARK = 'data-hx-pending-disabled';
-  // Proxies and servers commonly refuse header lines above 8 KB: stop adding
-  // parametrised region tokens past this many characters.
-  var MAX_REGIONS_HEADER = 6000;
+  // Stop adding parametrised region tokens past this many characters (a page with thousands
+  // of matching rows would otherwise send them all with every submit).
+  var MAX_REGIONS_LENGTH = 6000;
 
   // form -> {buttons: the submit buttons this script disabled (it re-enables only those),
   //          focused: the one of them that had focus (disabling it drops focus to <body>)}.
@@ -84,11 +85,11 @@
     return xhr && typeof xhr.getResponseHeader === 'function' ? xhr.getResponseHeader(name) : null;
   }
 
-  /* ------------------------------------------------------------ request headers */
+  /* ------------------------------------------------------------- request fields */
 
   // Space separated region tokens (docs/wire.md): every non-parametrised region name,
   // then `name?params` for parametrised regions whose tags meet the form's tags.
-  function regionsHeader(form) {
+  function regionsField(form) {
     var formTags = tokens(form.getAttribute('data-hx-tags'));
     var names = [];
     var parametrised = [];
@@ -111,7 +112,7 @@
     });
     var value = names.join(' ');
     for (var i = 0; i < parametrised.length; i++) {
-      if (value.length + parametrised[i].length + 1 > MAX_REGIONS_HEADER) {
+      if (value.length + parametrised[i].length + 1 > MAX_REGIONS_LENGTH) {
         if (window.console) console.warn('hx-actions: too many regions on the page; some are not refreshed');
         break;
       }
@@ -123,11 +124,11 @@
   document.addEventListener('htmx:configRequest', function (evt) {
     var form = actionFormOf(issuer(evt.detail));
     if (!form) return;
-    var headers = evt.detail.headers;
+    var fields = evt.detail.parameters;  // htmx sends these as the body
     var meta = document.querySelector('meta[name="csrf-token"]');
     var token = meta && meta.getAttribute('content');
-    if (token && !headers['X-CSRFToken']) headers['X-CSRFToken'] = token;
-    headers['HX-Actions-Regions'] = regionsHeader(form);
+    if (token) fields['_hx_csrf'] = token;
+    fields['_hx_regions'] = regionsField(form);
   });
 
   /* ---------------------------------------------- pending state, double submits */

@@ -126,6 +126,22 @@ def test_unfinished_key_is_409_with_retry_after(harness: Harness, kind: str) -> 
     assert harness.calls["add"] == 1
 
 
+def test_fields_hx_actions_js_adds_are_not_part_of_the_fingerprint(harness: Harness) -> None:
+    """The page's token and regions describe the page, not the input: a retry from a page that
+    changed meanwhile is a replay, not a 422."""
+    client = harness.client()
+    token = client.hidden_fields("items.add")["csrf_token"]
+    answers = [
+        client.submit(
+            "items.add", {"title": "Milk", "_hx_key": KEY, "_hx_csrf": token}, htmx=True, regions=r
+        )
+        for r in ("item-list", "item-list stats")
+    ]
+    assert [a.status_code for a in answers] == [200, 200]
+    assert answers[1].headers[REPLAYED_HEADER] == "true"
+    assert harness.calls["add"] == 1
+
+
 def test_same_key_asked_another_way_is_422(harness: Harness) -> None:
     client = harness.client()
     client.submit("items.add", {"title": "Milk", "_hx_key": KEY}, json=True)

@@ -432,6 +432,42 @@ def test_htmx_answer_forms_skip_the_csrf_input_only_when_the_page_sends_the_head
     assert 'name="csrf_token"' in page.text
 
 
+def test_htmx_answer_forms_skip_the_csrf_input_when_the_page_sends_its_token_as_a_field() -> None:
+    """hx-actions.js adds the meta tag's token as ``_hx_csrf`` (a field, not a header)."""
+    app, calls = make_app()
+    client = app.test_client()
+    fields = client.hidden_fields("todos.toggle", {"id": 1})
+    token = fields["csrf_token"]
+    htmx = {"HX-Request": "true", "Origin": "http://localhost"}
+
+    with_field = client.post(
+        "/todos/toggle",
+        data={**fields, "_hx_key": "k" * 22, "_hx_csrf": token, "_hx_regions": "stats"},
+        headers=htmx,
+    )
+    assert with_field.status_code == 200
+    assert 'id="todo-1"' in with_field.text and 'id="stats"' in with_field.text
+    assert 'name="csrf_token"' not in with_field.text
+
+    # The re-rendered form has no token input: the page's field alone passes.
+    again = client.post(
+        "/todos/toggle",
+        data={"_hx_bound": fields["_hx_bound"], "_hx_key": "j" * 22, "_hx_csrf": token},
+        headers=htmx,
+    )
+    assert again.status_code == 200
+    done = calls["todos"][1]["done"]
+    # A wrong page token is refused, whatever header comes with it, and runs nothing.
+    for headers in ({}, {"X-CSRFToken": token}):
+        wrong = client.post(
+            "/todos/toggle",
+            data={"_hx_bound": fields["_hx_bound"], "_hx_csrf": "nope"},
+            headers={**htmx, **headers},
+        )
+        assert wrong.status_code == 400
+    assert calls["todos"][1]["done"] == done  # the action did not run
+
+
 def test_forms_render_no_empty_error_summary_and_errors_target_the_one_the_runtime_adds() -> None:
     """An empty error summary is never rendered (hx-actions.js adds it to every action form
     htmx loads): not on pages, not in htmx answers, not from the fragment endpoint or the cache.

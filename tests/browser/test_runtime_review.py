@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 import pytest
 from flask import Flask, abort
@@ -307,17 +308,18 @@ def test_no_answer_from_the_library_is_said_in_the_form(
     assert all("hx-actions.js" not in error for error in js_errors)
 
 
-def test_regions_header_of_a_page_without_regions_asks_for_none(
+def test_regions_field_of_a_page_without_regions_asks_for_none(
     review: Review, page_js: Page, js_errors: list[str]
 ) -> None:
-    """No region on the page: the header is sent empty, and the answer carries no region (without
-    the header the server would send every invalidated non-parametrised fragment: stats)."""
+    """No region on the page: the field is sent empty, and the answer carries no region (without
+    the field the server would send every invalidated non-parametrised fragment: stats)."""
     review.harness.add_item("one")
     _open(page_js, review.url("bare.html"))
     with page_js.expect_response("**/items/mark_all") as answer:
         page_js.click(f"{MARK_ALL} button")
     _idle(page_js, MARK_ALL)
-    assert answer.value.request.all_headers().get("hx-actions-regions") == ""
+    sent = parse_qs(answer.value.request.post_data or "", keep_blank_values=True)
+    assert sent["_hx_regions"] == [""]
     assert answer.value.status == 200
     assert answer.value.text() == ""
     assert review.harness.calls["mark_all"] == 1
