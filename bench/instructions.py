@@ -16,8 +16,10 @@ with ``--trace-children=yes`` and its garbage collector off, which otherwise mak
 jump by hundreds of thousands between runs; the requests go over 127.0.0.1 sockets as
 ``bench/run`` sends them). That count holds gunicorn's own work too: parsing the request,
 building the environ, writing the answer. It is what the req/s ratios of ``bench/run`` follow;
-the in-process count leaves out what a request's shape costs the server (about 24k
-instructions per request header in gunicorn 27).
+the in-process count leaves out what a request's shape costs the server (gunicorn 27
+parses and checks each header in Python). Even with the collector off, a run now and then
+lands 0.1M-0.2M instructions per request away from its neighbours: repeat a count before
+trusting a small difference.
 
 ``--cache`` runs cachegrind's cache simulation instead of callgrind (in process only) and prints
 the first-level instruction (I1) and data (D1) cache misses per request beside the instructions:
