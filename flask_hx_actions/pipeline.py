@@ -369,7 +369,7 @@ def run_body(
     try:
         with transaction(app) as tx:
             if pending is not None:
-                presumed = presumed_answer(app, state, action, kind, args, bound, pending)
+                presumed = presumed_answer(app, kind, pending)
                 # 8: in the action's own transaction
                 claim = pending.claim(None if presumed is None else presumed[1])
                 if claim.outcome != "new":
@@ -398,19 +398,13 @@ def run_body(
 
 
 def presumed_answer(
-    app: Flask,
-    state: HxState,
-    action: Action,
-    kind: str,
-    args: Mapping[str, Any],
-    bound: Mapping[str, Any],
-    pending: idempotency.Pending,
+    app: Flask, kind: str, pending: idempotency.Pending
 ) -> tuple[Response, idempotency.StoredAnswer] | None:
     """A plain form's answer to ``ok`` (its 303, which depends on the request only), and what a
     replay would send, for a store that keeps it with the claim; else ``None``."""
     if kind != "plain" or not getattr(pending.store, "keeps_answer_with_claim", False):
         return None
-    response = responses.success(app, state, action, kind, args, bound, ok(), set())
+    response = responses.plain_success(app)
     return response, idempotency.StoredAnswer.of(response)
 
 

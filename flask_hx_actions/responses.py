@@ -111,10 +111,16 @@ def success(
             return jsonify({"ok": True, "redirect": location})
         return hx_redirect(Response("", status=200), location)
     if kind == "plain":
-        return see_other(success_target(app))
+        return plain_success(app)
     if kind == "json":
         return jsonify({"ok": True, "code": None, "data": dict(result.data)})
     return htmx_success(state, action, args, tags)
+
+
+def plain_success(app: Flask) -> Response:
+    """A plain form's answer to ``ok``: 303 to the form's ``next`` or the page it was on. It
+    depends on the request only (the SQL idempotency store keeps it with the claim)."""
+    return see_other(success_target(app))
 
 
 def htmx_success(
