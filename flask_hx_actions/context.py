@@ -41,6 +41,19 @@ def current_request() -> Request:
     return request_ctx.request
 
 
+def request_values() -> dict[str, Any] | None:
+    """The library's values kept on Flask's request context instead of in ``g``: those that hold
+    ``g`` or the request themselves, such as the template context (``g``, ``request``). Kept in
+    ``g`` they form a reference cycle that only the garbage collector frees, which keeps the
+    request, its form and its streams alive after the request ended. ``None`` outside a request
+    context."""
+    request_ctx = _cv_request.get(None)
+    if request_ctx is None:
+        return None
+    values: dict[str, Any] = request_ctx.__dict__.setdefault("_hx_values", {})
+    return values
+
+
 def form_value(form: Any, name: str) -> str | None:
     """``form.get(name)`` of a Werkzeug ``MultiDict`` (which keeps a list per name), without the
     exception ``MultiDict.get`` raises and catches when the field is absent."""
@@ -52,8 +65,9 @@ def form_value(form: Any, name: str) -> str | None:
 OWN_ORIGIN = "_hx_own_origin"
 #: The name in ``g`` of the identity ``HxState.identity`` loaded.
 IDENTITY = "_hx_identity"
-#: The name in ``g`` of the context fragments render with (``fragments._base_context``): it holds
-#: what context processors gave, such as Flask-Login's ``current_user``.
+#: The name of the context fragments render with (``fragments._base_context``), in
+#: :func:`request_values` (in ``g`` outside a request): it holds what context processors gave,
+#: such as ``g``, ``request`` and Flask-Login's ``current_user``.
 TEMPLATE_CONTEXT = "_hx_template_context"
 #: The name in ``g`` of the serializers forms signed bound arguments with in this request, per
 #: action (``security.sign_bound_for_request``): they are bound to the session and the identity.
@@ -79,3 +93,6 @@ def forget_identity(*_args: Any, **_kwargs: Any) -> None:
         values.pop(IDENTITY, None)
         values.pop(TEMPLATE_CONTEXT, None)
         values.pop(BOUND_SERIALIZERS, None)
+        in_request = request_values()
+        if in_request is not None:
+            in_request.pop(TEMPLATE_CONTEXT, None)

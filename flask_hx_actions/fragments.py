@@ -32,7 +32,7 @@ from jinja2.runtime import new_context
 from markupsafe import Markup, escape
 
 from . import forms, security, signals
-from .context import TEMPLATE_CONTEXT, current_app_object, flags
+from .context import TEMPLATE_CONTEXT, current_app_object, flags, request_values
 from .signing import freeze_scalars, remember
 
 TagsSpec = Iterable[str] | Callable[..., Iterable[str]] | None
@@ -296,8 +296,11 @@ class Fragment:
 def _base_context(app: Any) -> dict[str, Any]:
     """What every template of this request starts from: the environment's globals, then what
     Flask adds (``g``, ``request``, ``session``, ``config``, the app's and blueprints' context
-    processors), computed once per request (see the module docstring)."""
-    values = flags()
+    processors), computed once per request (see the module docstring). Kept on the request
+    context, not in ``g``, which it holds (see ``context.request_values``)."""
+    values = request_values()
+    if values is None:
+        values = flags()
     base: dict[str, Any] | None = values.get(TEMPLATE_CONTEXT)
     if base is not None:
         return base

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -466,6 +467,52 @@ def test_htmx_answer_forms_skip_the_csrf_input_when_the_page_sends_its_token_as_
         )
         assert wrong.status_code == 400
     assert calls["todos"][1]["done"] == done  # the action did not run
+
+
+def test_an_htmx_answer_leaves_no_reference_cycle_holding_the_request() -> None:
+    """The per-request template context holds ``g`` and the request: kept in ``g`` it made a
+    cycle, so every htmx answer left its request, form and streams for the garbage collector.
+    Called as a server calls the app (Werkzeug's test client makes cycles of its own)."""
+    from werkzeug.test import EnvironBuilder
+    from werkzeug.wrappers import Request as WerkzeugRequest
+
+    app, _calls = make_app()
+    client = app.test_client()
+    client.get("/")
+    cookie = client.get_cookie("session")
+    assert cookie is not None
+    fields = {**client.hidden_fields("todos.toggle", {"id": 1}), "_hx_regions": "stats"}
+
+    def toggle() -> bytes:
+        environ = EnvironBuilder(
+            path="/todos/toggle",
+            method="POST",
+            data=fields,
+            headers={
+                "Origin": "http://localhost",
+                "HX-Request": "true",
+                "Cookie": f"session={cookie.value}",
+            },
+        ).get_environ()
+        statuses: list[str] = []
+        body = b"".join(app(environ, lambda status, headers, *_: statuses.append(status)))
+        assert statuses == ["200 OK"], body
+        return body
+
+    toggle()
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        for _ in range(3):
+            assert b'id="stats"' in toggle()  # fragments rendered through the base context
+        gc.collect()
+        held = [o for o in gc.garbage if isinstance(o, WerkzeugRequest)]
+    finally:
+        gc.garbage.clear()
+        gc.set_debug(0)
+        gc.enable()
+    assert held == []
 
 
 def test_forms_render_no_empty_error_summary_and_errors_target_the_one_the_runtime_adds() -> None:
