@@ -177,7 +177,9 @@ def _form_items(data: bytes) -> list[tuple[str, str]]:
         for part in data.decode("ascii").split("&"):
             if part:
                 name, _, value = part.partition("=")
-                if "%" in part or "+" in part:
+                if name == responses.REGIONS_FIELD:
+                    value = _regions_unquoted(value)
+                elif "%" in part or "+" in part:
                     name, value = _unquoted(name), _unquoted(value)
                 items.append((name, value))
         return items
@@ -187,23 +189,28 @@ def _form_items(data: bytes) -> list[tuple[str, str]]:
         return []
 
 
-#: Unquoted values of recent quoted fields: the regions field hx-actions.js adds holds ``%3F``
-#: and ``+`` and is the same for every submit of a form. Bounded in count and value length.
-_UNQUOTED: dict[str, str] = {}
-_UNQUOTED_MAX = 256
-_UNQUOTED_LENGTH_MAX = 1024
-
-
 def _unquoted(text: str) -> str:
     """``unquote_plus`` with Werkzeug's error handler, as ``parse_qsl`` unquotes each part."""
     if "%" not in text:
         return text.replace("+", " ")
-    if len(text) > _UNQUOTED_LENGTH_MAX:
-        return unquote_plus(text, errors="werkzeug.url_quote")
-    found = _UNQUOTED.get(text)
+    return unquote_plus(text, errors="werkzeug.url_quote")
+
+
+#: Unquoted values of recent ``_hx_regions`` fields: hx-actions.js sends the same value (with
+#: ``%3F`` and ``+``) for every submit of a form. Only that field: a memo of user input would
+#: keep what users typed in the process. Bounded in count and value length.
+_REGIONS_UNQUOTED: dict[str, str] = {}
+_REGIONS_UNQUOTED_MAX = 256
+_REGIONS_UNQUOTED_LENGTH_MAX = 1024
+
+
+def _regions_unquoted(text: str) -> str:
+    if "%" not in text or len(text) > _REGIONS_UNQUOTED_LENGTH_MAX:
+        return _unquoted(text)
+    found = _REGIONS_UNQUOTED.get(text)
     if found is None:
-        found = unquote_plus(text, errors="werkzeug.url_quote")
-        remember(_UNQUOTED, text, found, _UNQUOTED_MAX)
+        found = _unquoted(text)
+        remember(_REGIONS_UNQUOTED, text, found, _REGIONS_UNQUOTED_MAX)
     return found
 
 
