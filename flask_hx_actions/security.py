@@ -111,7 +111,7 @@ def check_csrf(request: Request, app: Flask, own: str) -> None:
     page_token = form_value(form, PAGE_CSRF_FIELD)
     header_token = None
     environ = request.environ
-    if page_token is None:
+    if not page_token:
         for header in config.get("WTF_CSRF_HEADERS", ("X-CSRFToken", "X-CSRF-Token")):
             header_token = request_header(environ, header)
             if header_token:
