@@ -294,12 +294,17 @@ class Pending:
     fingerprint: str
     ttl: float
 
+    @property
+    def keeps_answer_with_claim(self) -> bool:
+        """The store inserts the key's row with a presumed answer (see :meth:`claim`)."""
+        return bool(getattr(self.store, "keeps_answer_with_claim", False))
+
     def claim(self, presumed: StoredAnswer | None = None) -> Claim:
         """Claim the key. ``presumed``: the answer a success will most likely get, known before
         the body runs (a plain form's 303 after ``ok``); a store that can keep it with the claim
         (``keeps_answer_with_claim``) inserts the key's row with it, so completing the claim
         with that same answer costs no second statement."""
-        if presumed is not None and getattr(self.store, "keeps_answer_with_claim", False):
+        if presumed is not None and self.keeps_answer_with_claim:
             store = cast(Any, self.store)
             return cast(
                 Claim, store.claim(self.scope, self.key, self.fingerprint, self.ttl, presumed)

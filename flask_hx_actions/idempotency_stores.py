@@ -79,8 +79,9 @@ if TYPE_CHECKING:
 
 TABLE_NAME = "hx_actions_idempotency"
 
-#: ``Session.info`` key: the claims of the session's transaction whose row still reads ``done``
-#: without an answer, as inserted (``(scope, key)`` -> (store, claim)). See the module docstring.
+#: ``Session.info`` key: the claims of the session's transaction whose row still reads as
+#: inserted (``done``, with the presumed answer or none): ``(scope, key)`` -> (store, claim). See
+#: the module docstring.
 _OPEN_CLAIMS = "hx_actions_open_claims"
 _hook_lock = threading.Lock()
 _hooked = False

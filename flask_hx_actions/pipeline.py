@@ -409,7 +409,7 @@ def presumed_answer(
 ) -> tuple[Response, idempotency.StoredAnswer] | None:
     """A plain form's answer to ``ok`` (its 303, which depends on the request only), and what a
     replay would send, for a store that keeps it with the claim; else ``None``."""
-    if kind != "plain" or not getattr(pending.store, "keeps_answer_with_claim", False):
+    if kind != "plain" or not pending.keeps_answer_with_claim:
         return None
     response = responses.plain_success(app)
     return response, idempotency.StoredAnswer.of(response)
