@@ -22,7 +22,7 @@ class ActionRefused(HTTPException):
 
     #: A short machine-readable code, sent to JSON callers as ``"code"``.
     hx_code = "refused"
-    #: The htmx answer carries a fresh idempotency key (``HX-Actions-Key``) for the form.
+    #: The htmx answer carries a fresh idempotency key for the form (``HX-Actions: 1; key=...``).
     renews_key = False
 
 

@@ -60,10 +60,14 @@ def _first(headers: Iterable[tuple[str, str]], lower_name: str) -> str | None:
     return None
 
 
-def put_headers(headers: Headers, values: Mapping[str, str]) -> None:
+def put_headers(
+    headers: Headers, values: Mapping[str, str], present: set[str] | None = None
+) -> None:
     """``headers[name] = value`` for each item, in one walk of the header list: names the
-    response has are set (replaced), the others appended, as ``Headers.set`` does one by one."""
-    present = {key.lower() for key, _ in headers}
+    response has are set (replaced), the others appended, as ``Headers.set`` does one by one.
+    ``present``: the lower-cased names ``headers`` holds, when the caller has them (updated)."""
+    if present is None:
+        present = {key.lower() for key, _ in headers}
     for name, value in values.items():
         lower = name.lower()
         if lower in present:

@@ -61,7 +61,7 @@ from . import security
 from .context import current_request
 from .errors import ActionRefused
 from .headers import request_header
-from .responses import KEY_HEADER, REGIONS_FIELD
+from .responses import REGIONS_FIELD
 
 log = logging.getLogger("flask_hx_actions")
 
@@ -89,7 +89,6 @@ REPLAYED_HEADERS = frozenset(
         "HX-Trigger",
         "HX-Trigger-After-Settle",
         "HX-Trigger-After-Swap",
-        KEY_HEADER,
     )
 )
 
@@ -154,11 +153,10 @@ class StoredAnswer:
         return cls(response.status_code, headers, response.get_data())
 
     def to_response(self) -> Response:
-        """The stored answer, marked ``Idempotent-Replayed``. A stored ``HX-Actions-Key`` gets a
-        fresh value, so the form that was answered does not submit the same key again."""
+        """The stored answer, marked ``Idempotent-Replayed``. To an htmx request its
+        ``HX-Actions`` header (set for every answer, ``pipeline.finish_response``) carries a
+        fresh key, so the form that was answered does not submit the same key again."""
         response = Response(self.body, status=self.status, headers=list(self.headers))
-        if KEY_HEADER in response.headers:
-            response.headers[KEY_HEADER] = security.fresh_key()
         response.headers[REPLAYED_HEADER] = "true"
         return response
 

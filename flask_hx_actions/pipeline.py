@@ -555,8 +555,8 @@ def handle_refusal(error: ActionRefused) -> Response | ActionRefused:
         response = responses.json_refusal(error)
     elif kind == "htmx":
         response = responses.htmx_refusal(error)
-        if error.renews_key:  # the form's key is spent: hx-actions.js puts this one in
-            response.headers[responses.KEY_HEADER] = security.fresh_key()
+        if error.renews_key:  # the form's key is spent: finish_response sends a fresh one
+            flags()[_RENEW_KEY] = True
     else:
         return error
     retry_after = getattr(error, "retry_after", None)  # 409 of a key in flight, 429
@@ -588,16 +588,29 @@ def request_id() -> str:
 
 
 def finish_response(response: Response) -> Response:
-    """Headers of every answer to an action request, whatever produced it."""
-    if flags().get("_hx_action") is None:
+    """Headers of every answer to an action request, whatever produced it. An htmx answer that
+    ends the submit (2xx without ``HX-Redirect``: success, replay; or a refusal that spent the
+    key) gives the form its next idempotency key in ``HX-Actions``: one header fewer than a
+    header of its own, which a server parses and checks one by one."""
+    values_of_g = flags()
+    if values_of_g.get("_hx_action") is None:
         return response
     add_vary(response, "HX-Request")
+    headers = response.headers
+    present = {key.lower() for key, _ in headers}
     values = {"Cache-Control": "no-store", "X-Request-ID": request_id()}
     # The header, without EnvironHeaders.
     if current_request().environ.get("HTTP_HX_REQUEST") == "true":
-        values["HX-Actions"] = "1"
-    put_headers(response.headers, values)
+        renew = values_of_g.get(_RENEW_KEY) or (
+            200 <= response.status_code < 300 and "hx-redirect" not in present
+        )
+        values[responses.ACTIONS_HEADER] = responses.actions_header(bool(renew))
+    put_headers(headers, values, present)
     return response
+
+
+#: In ``g``: the refusal spent the form's key (``ActionRefused.renews_key``).
+_RENEW_KEY = "_hx_renew_key"
 
 
 def propagates(app: Flask) -> bool:

@@ -34,7 +34,11 @@ if TYPE_CHECKING:
 REGIONS_FIELD = "_hx_regions"
 REGIONS_HEADER = "HX-Actions-Regions"
 _REGIONS_KEY = environ_key(REGIONS_HEADER)  # read from the environ (see headers.py)
-KEY_HEADER = "HX-Actions-Key"
+#: On every answer to an htmx request for an action; on its answers that end a submit (2xx
+#: without ``HX-Redirect``, and the 422 of a reused key) it carries the form's next idempotency
+#: key too: ``HX-Actions: 1; key=<fresh key>`` (docs/wire.md).
+ACTIONS_HEADER = "HX-Actions"
+_KEY_PARAMETER = re.compile(r";\s*key=([A-Za-z0-9_-]+)")
 #: The form field of a plain form's target after success (``action_form(next=...)``).
 NEXT_FIELD = "next"
 _DOM_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_:.-]{0,200}$")
@@ -147,8 +151,22 @@ def htmx_success(
     response = Response("".join(parts), mimetype="text/html")
     if action.fragment is None:
         reswap(response, "none")
-    response.headers[KEY_HEADER] = fresh_key()
-    return response
+    return response  # its HX-Actions header, with the form's next key: pipeline.finish_response
+
+
+def actions_header(renew_key: bool) -> str:
+    """The value of ``HX-Actions``: ``1``, with a fresh idempotency key for the submitting form
+    when ``renew_key`` (hx-actions.js puts it into the form's ``_hx_key`` when the answer did not
+    re-render the form)."""
+    return f"1; key={fresh_key()}" if renew_key else "1"
+
+
+def answer_key(headers: Any) -> str | None:
+    """The fresh idempotency key an htmx answer carries in ``HX-Actions``, if any. ``headers``:
+    Werkzeug's ``Headers``, or a dict of them (also with lower-case names, as browsers give)."""
+    value = headers.get(ACTIONS_HEADER) or headers.get(ACTIONS_HEADER.lower())
+    match = _KEY_PARAMETER.search(value) if value else None
+    return match.group(1) if match else None
 
 
 def _own_params(action: Action, fragment: Fragment, args: Mapping[str, Any]) -> dict[str, Any]:

@@ -13,7 +13,7 @@
  *   - marks the form busy (aria-busy, .hx-pending, submit buttons disabled) and drops
  *     a second submit while the first is in flight (and not in htmx's history snapshots);
  *   - sends a form htmx swapped in but has not set up yet (before it settles) through htmx;
- *   - puts the fresh idempotency key (`HX-Actions-Key`) into the form's `_hx_key`;
+ *   - puts the answer's fresh idempotency key (`HX-Actions: 1; key=...`) into `_hx_key`;
  *   - mirrors the field error slots onto the inputs (aria-invalid) and focuses the first
  *     invalid input when focus is not already in the form;
  *   - gives every action form htmx loads its empty error summary (the server renders one
@@ -287,7 +287,8 @@
     if (header(xhr, 'HX-Actions') === null) return;
     var form = actionFormOf(issuer(detail));
     if (!form) return;
-    var key = header(xhr, 'HX-Actions-Key');
+    // The form's next key, from an answer that ended its submit: `HX-Actions: 1; key=<key>`.
+    var key = (/;\s*key=([A-Za-z0-9_-]+)/.exec(header(xhr, 'HX-Actions') || '') || [])[1];
     if (key && form.isConnected) {
       // A re-rendered form came with its own fresh key; only a surviving form needs this.
       controls(form).forEach(function (el) {

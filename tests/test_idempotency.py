@@ -35,7 +35,6 @@ from flask_hx_actions.idempotency import (
     ttl_seconds,
 )
 from flask_hx_actions.idempotency_stores import TABLE_NAME, RedisStore, SQLAlchemyStore
-from flask_hx_actions.responses import KEY_HEADER
 
 TTL = 3600.0
 FP = "a" * 64
@@ -148,7 +147,7 @@ def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
 def answer() -> Response:
     response = Response("<div id='todo-list'>1</div>", status=200, mimetype="text/html")
     response.headers["HX-Reswap"] = "none"
-    response.headers[KEY_HEADER] = "old-key-value"
+    response.headers["HX-Actions-Key"] = "old-key-value"  # not a replayed header
     response.headers["Set-Cookie"] = "session=secret"
     response.headers["X-Request-ID"] = "abc"
     return response
@@ -175,10 +174,12 @@ def test_completed_key_replays_the_stored_answer(backend: Backend) -> None:
     assert replayed.headers[REPLAYED_HEADER] == "true"
 
 
-def test_replay_carries_a_fresh_form_key_and_no_cookie(backend: Backend) -> None:
+def test_replay_carries_no_stored_key_and_no_cookie(backend: Backend) -> None:
+    """The form's next key of a replay is a fresh one (``pipeline.finish_response``), never the
+    one a stored answer held."""
     backend.finish(backend.store.claim("s", "key-0001", FP, TTL), answer())
     replayed = backend.store.claim("s", "key-0001", FP, TTL).respond()
-    assert replayed.headers[KEY_HEADER] not in ("", "old-key-value")
+    assert "HX-Actions-Key" not in replayed.headers
     assert "Set-Cookie" not in replayed.headers
     assert "X-Request-ID" not in replayed.headers
 
@@ -745,7 +746,7 @@ def test_scope_is_per_user_or_session_and_per_endpoint(app: Flask) -> None:
 def test_stored_answer_keeps_only_replayable_headers() -> None:
     stored = StoredAnswer.of(answer())
     names = {name for name, _ in stored.headers}
-    assert names == {"Content-Type", "HX-Reswap", KEY_HEADER}
+    assert names == {"Content-Type", "HX-Reswap"}
     assert StoredAnswer.from_parts(200, stored.headers_json(), stored.body) == stored
 
 

@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 from app_factory import Harness, contract_app, top_level
 
+from flask_hx_actions.responses import answer_key
+
 SECRET = "hunter2"
 
 
@@ -340,8 +342,18 @@ def test_htmx_answers_carry_a_fresh_actions_key(harness):
     client = harness.client()
     first = client.submit("items.add", {"title": "a"}, htmx=True)
     second = client.submit("items.add", {"title": "b"}, htmx=True)
-    assert first.headers["HX-Actions-Key"]
-    assert first.headers["HX-Actions-Key"] != second.headers["HX-Actions-Key"]
+    assert re.fullmatch(r"1; key=[A-Za-z0-9_-]{22}", first.headers["HX-Actions"])
+    assert answer_key(first.headers) != answer_key(second.headers)
+    assert "HX-Actions-Key" not in first.headers  # the key rides in HX-Actions
+
+
+def test_htmx_error_and_redirect_answers_keep_the_form_key(harness):
+    """Only answers that end a submit give the form a new key: a failed submit freed its key."""
+    client = harness.client()
+    invalid = client.submit("items.add", {"title": ""}, htmx=True)
+    assert invalid.status_code == 422
+    assert invalid.headers["HX-Actions"] == "1"
+    assert answer_key(invalid.headers) is None
 
 
 def test_htmx_validation_error_is_422_with_only_oob_error_slots(harness):
@@ -391,6 +403,7 @@ def test_htmx_redirect_is_200_with_hx_redirect(harness):
     assert response.status_code == 200
     assert response.headers["HX-Redirect"] == "/?tab=done"
     assert "Location" not in response.headers
+    assert response.headers["HX-Actions"] == "1"  # the page goes away: no key for the form
 
 
 def test_htmx_not_found_is_404_without_fragments(harness):
@@ -416,7 +429,8 @@ def test_htmx_answers_are_marked_for_the_client_runtime(harness):
         data={"title": "a"},
         headers={"HX-Request": "true", "Origin": "https://evil.example"},
     )
-    assert [r.headers.get("HX-Actions") for r in (ok_answer, invalid, refused)] == ["1"] * 3
+    marks = [r.headers.get("HX-Actions", "").split(";")[0] for r in (ok_answer, invalid, refused)]
+    assert marks == ["1"] * 3
     assert refused.status_code == 403
 
 

@@ -100,7 +100,8 @@ def server(live_server: Callable[[Flask], str], static_dir: Path) -> Iterator[Se
     @app.post("/todos/rename")
     def rename() -> tuple[str, int, dict[str, str]]:
         state.requests.append({"headers": dict(request.headers), "form": request.form.to_dict()})
-        headers = {"HX-Actions": "1", "HX-Actions-Key": next(keys), "Cache-Control": "no-store"}
+        # As the library answers: the form's next key only on answers that end the submit.
+        headers = {"HX-Actions": "1", "Cache-Control": "no-store"}
         title = request.form.get("title", "")
         note = request.form.get("note", "")
         if title == "slow":
@@ -121,6 +122,7 @@ def server(live_server: Callable[[Flask], str], static_dir: Path) -> Iterator[Se
             f' data-hx-tags="todo:7">{escape(title)}</li>'
             '<p id="stats" hx-swap-oob="true" data-hx-fragment="stats">1 done</p>' + _slots()
         )
+        headers["HX-Actions"] = f"1; key={next(keys)}"
         return body, 200, headers
 
     @app.post("/todos/toggle")
@@ -128,7 +130,8 @@ def server(live_server: Callable[[Flask], str], static_dir: Path) -> Iterator[Se
         # The first toggle answers with the row re-rendered as the library renders it (its
         # form without an empty error summary); the next one fails.
         state.requests.append({"headers": dict(request.headers), "form": request.form.to_dict()})
-        headers = {"HX-Actions": "1", "HX-Actions-Key": next(keys), "Cache-Control": "no-store"}
+        # As the library answers: the form's next key only on answers that end the submit.
+        headers = {"HX-Actions": "1", "Cache-Control": "no-store"}
         if len(state.requests) == 1:
             row = (
                 '<li id="todo-9" data-hx-fragment="todo" data-hx-fragment-params="id=9"'
@@ -138,6 +141,7 @@ def server(live_server: Callable[[Flask], str], static_dir: Path) -> Iterator[Se
                 '<input type="hidden" name="_hx_key" value="t-1">'
                 '<button id="toggle-9" type="submit">Toggled nine</button></form></li>'
             )
+            headers["HX-Actions"] = f"1; key={next(keys)}"
             return row, 200, headers
         headers["HX-Reswap"] = "none"
         summary = (
@@ -190,7 +194,7 @@ def test_request_fields_and_key_refresh(page_js: Page, server: Server, js_errors
 
     assert page_js.text_content("#todo-7") == "Renamed"
     assert page_js.text_content("#stats") == "1 done"
-    # The form was not re-rendered: it now holds the fresh key from HX-Actions-Key.
+    # The form was not re-rendered: it now holds the fresh key of `HX-Actions: 1; key=...`.
     assert page_js.input_value("input[name=_hx_key]") == "key-1"
     assert _submit(page_js, server, "Again")["form"]["_hx_key"] == "key-1"
     assert page_js.input_value("input[name=_hx_key]") == "key-2"

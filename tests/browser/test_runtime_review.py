@@ -22,6 +22,7 @@ from marshmallow import Schema, fields
 from playwright.sync_api import Page, Request, expect
 
 from flask_hx_actions import ActionsBlueprint, ok
+from flask_hx_actions.responses import answer_key
 from tests.app_factory import Harness, contract_app
 
 pytestmark = pytest.mark.browser
@@ -235,7 +236,8 @@ def test_key_is_refreshed_in_a_form_the_answer_does_not_rerender(
         page_js.click(f"{MARK_ALL} button")
     _idle(page_js, MARK_ALL)
     assert answer.value.status == 200
-    fresh = answer.value.headers["hx-actions-key"]
+    fresh = answer_key(answer.value.headers)
+    assert fresh is not None
     assert page_js.input_value(key) == fresh != first
     expect(page_js.locator("#stats")).to_have_text("1 of 1 done")
     with page_js.expect_response("**/items/mark_all") as answer:
@@ -265,7 +267,8 @@ def test_a_form_whose_answer_was_lost_can_submit_other_input(
         page_js.click("#profile-btn")
     _idle(page_js, PROFILE)
     assert answer.value.status == 422
-    fresh = answer.value.headers["hx-actions-key"]
+    fresh = answer_key(answer.value.headers)
+    assert fresh is not None
     assert page_js.input_value(key) == fresh != spent
     assert review.harness.calls["profile"] == 1
     with page_js.expect_response("**/items/profile") as answer:
