@@ -18,8 +18,10 @@ jump by hundreds of thousands between runs; the requests go over 127.0.0.1 socke
 building the environ, writing the answer. It is what the req/s ratios of ``bench/run`` follow;
 the in-process count leaves out what a request's shape costs the server (gunicorn 27
 parses and checks each header in Python). Even with the collector off, a run now and then
-lands 0.1M-0.2M instructions per request away from its neighbours: repeat a count before
-trusting a small difference.
+lands far from its neighbours, and it was the run with 0 requests that did (seen: four of them
+at 2,306.6M-2,307.5M instructions and one at 2,388.7M, 0.27M per request at n=300, while the
+runs with 300 requests agreed within 1M): ``--server`` makes each run ``--repeat`` times (3 by
+default) and takes the median of each, printing the spread.
 
 ``--cache`` runs cachegrind's cache simulation instead of callgrind (in process only) and prints
 the first-level instruction (I1) and data (D1) cache misses per request beside the instructions:
@@ -36,6 +38,7 @@ import importlib
 import io
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -230,6 +233,9 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=0, help="requests (default 300, 10 for the page)")
     parser.add_argument("--server", action="store_true", help="count in a gunicorn worker")
     parser.add_argument(
+        "--repeat", type=int, default=3, help="runs of each count with --server (median kept)"
+    )
+    parser.add_argument(
         "--cache", action="store_true", help="also first-level cache misses (cachegrind)"
     )
     parser.add_argument("--run", nargs=3, metavar=("SYSTEM", "KIND", "N"), help=argparse.SUPPRESS)
@@ -244,18 +250,26 @@ def main() -> None:
     for system in args.system or ["baseline", "library"]:
         for kind in args.kind or list(KINDS):
             count = args.n or (10 if kind == "page" else 300)
+            spread = 0.0
             with ThreadPoolExecutor(2) as pool:  # the runs with 0 and with `count` requests
                 if args.server:
-                    served = [pool.submit(served_count, system, kind, n) for n in (0, count)]
-                    empty = {"instructions": served[0].result()}
-                    full = {"instructions": served[1].result()}
+                    runs_of = {
+                        n: [pool.submit(served_count, system, kind, n) for _ in range(args.repeat)]
+                        for n in (0, count)
+                    }
+                    totals = {n: sorted(f.result() for f in fs) for n, fs in runs_of.items()}
+                    empty = {"instructions": statistics.median_low(totals[0])}
+                    full = {"instructions": statistics.median_low(totals[count])}
+                    spread = max(t[-1] - t[0] for t in totals.values()) / count
                 else:
                     runs = [pool.submit(counted, system, kind, n, args.cache) for n in (0, count)]
                     empty, full = runs[0].result(), runs[1].result()
             per = "; ".join(
                 f"{(full[name] - empty[name]) / count:14,.0f} {name}/request" for name in full
             )
-            where = " in a gunicorn worker" if args.server else ""
+            where = ""
+            if args.server:
+                where = f" in a gunicorn worker (median of {args.repeat}; spread {spread:,.0f})"
             print(f"{system:8} {kind:5} {per}{where} (n={count})", flush=True)
 
 
