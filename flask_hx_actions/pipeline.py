@@ -52,6 +52,9 @@ _collected_tags: contextvars.ContextVar[set[str] | None] = contextvars.ContextVa
     "hx_actions_tags", default=None
 )
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+#: In ``g``: a refusal spent the form's idempotency key (``ActionRefused.renews_key``), so its
+#: htmx answer gives the form a fresh one (:func:`finish_response`).
+_RENEW_KEY = "_hx_renew_key"
 
 
 # -- before_request: steps 1-3 -------------------------------------------------------------------
@@ -607,10 +610,6 @@ def finish_response(response: Response) -> Response:
         values[responses.ACTIONS_HEADER] = responses.actions_header(bool(renew))
     put_headers(headers, values, present)
     return response
-
-
-#: In ``g``: the refusal spent the form's key (``ActionRefused.renews_key``).
-_RENEW_KEY = "_hx_renew_key"
 
 
 def propagates(app: Flask) -> bool:
