@@ -91,7 +91,10 @@ class RedisTagVersions:
     A page of many cached fragments would pay one round trip per fragment for its tags'
     versions; instead the first lookup of a request reads the whole hash once (``HGETALL``) and
     the request's later lookups use that snapshot, as long as the hash holds at most
-    ``snapshot_max`` tags (checked every 10 s). A bump in the request drops its snapshot.
+    ``snapshot_max`` tags (checked every 10 s). A bump in the request drops its snapshot and
+    keeps the new versions its increments returned: an action's answer renders the fragments of
+    the tags it invalidated, and their lookups then need no round trip and no snapshot (whose
+    size grows with every tag the app has ever bumped).
     """
 
     def __init__(
@@ -113,6 +116,10 @@ class RedisTagVersions:
         tags = list(tags)
         if not tags:
             return {}
+        if _cv_request.get(None) is not None:
+            bumped: dict[str, int] | None = flags().get("_hx_tag_bumped")
+            if bumped is not None and all(tag in bumped for tag in tags):
+                return {tag: bumped[tag] for tag in tags}
         snapshot = self._snapshot()
         if snapshot is not None:
             return {tag: snapshot.get(tag, 0) for tag in tags}
@@ -120,25 +127,22 @@ class RedisTagVersions:
         return {tag: int(v) if v is not None else 0 for tag, v in zip(tags, values, strict=True)}
 
     def bump(self, tags: Iterable[str], *, reread: bool = False) -> None:
-        """Increment the versions; when the request reads versions next (``reread``) and reads
-        them as a snapshot, the new snapshot comes back in the same round trip."""
+        """Increment the versions in one round trip. In a request, the new versions the
+        increments return are this request's versions of those tags (``reread`` changes
+        nothing here: they come with the increments)."""
         tags = list(tags)
         if not tags:
             return
-        in_request = has_request_context()
-        snapshot = (
-            reread and in_request and self._small and time.monotonic() - self._checked_at <= 10
-        )
         pipe = self._redis.pipeline(transaction=False)
         for tag in tags:
             pipe.hincrby(self._key, tag, 1)
-        if snapshot:
-            pipe.hgetall(self._key)
         replies = pipe.execute()
-        if snapshot:
-            g._hx_tag_snapshot = _decode_snapshot(replies[-1])
-        elif in_request:
-            g.pop("_hx_tag_snapshot", None)
+        if has_request_context():
+            g.pop("_hx_tag_snapshot", None)  # older than the increments
+            values = flags()
+            bumped: dict[str, int] = values.get("_hx_tag_bumped") or {}
+            bumped.update(zip(tags, (int(v) for v in replies), strict=True))
+            values["_hx_tag_bumped"] = bumped
 
     @property
     def client(self) -> Any:
@@ -154,6 +158,7 @@ class RedisTagVersions:
         in the same round trip): this request's snapshot is out of date."""
         if has_request_context():
             g.pop("_hx_tag_snapshot", None)
+            g.pop("_hx_tag_bumped", None)
 
     def _snapshot(self) -> dict[str, int] | None:
         if _cv_request.get(None) is None:

@@ -184,7 +184,11 @@ def has_placeholders(app: Any, html: str) -> bool:
 
 def fill_placeholders(html: str, *, marked: bool = False) -> str:
     """Cached HTML with its markers replaced: a fresh idempotency key for each key marker, this
-    request's CSRF token for each token marker. ``marked``: :func:`has_placeholders` said so."""
+    request's CSRF token for each token marker. ``marked``: :func:`has_placeholders` said so.
+
+    In an htmx answer to a page that sends its own token (see :func:`hidden_inputs`), the token
+    inputs are left out, as a render for that request leaves them out: the answer is as small,
+    and no token is signed for it."""
     app = current_app_object()
     marks = _marks(app)
     if not marked and marks.stem not in html:
@@ -194,8 +198,17 @@ def fill_placeholders(html: str, *, marked: bool = False) -> str:
         keys = [security.fresh_key() for _ in range(len(pieces) - 1)]
         html = pieces[0] + "".join(k + p for k, p in zip(keys, pieces[1:], strict=True))
     if marks.csrf in html:
-        html = html.replace(marks.csrf, _csrf_value(app))
+        if flags().get("_hx_csrf_by_header"):
+            html = html.replace(_csrf_placeholder_input(app, marks), "")
+        if marks.csrf in html:  # a marker outside the library's own input
+            html = html.replace(marks.csrf, _csrf_value(app))
     return html
+
+
+def _csrf_placeholder_input(app: Any, marks: _Marks) -> str:
+    """The CSRF input a cached form holds, with the token's marker for its value."""
+    field_name = app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token")
+    return f'<input type="hidden" name="{escape(field_name)}" value="{marks.csrf}">'
 
 
 def _csrf_value(app: Any) -> str:
@@ -251,9 +264,7 @@ def hidden_inputs(
     config = app.config
     if config.get("WTF_CSRF_ENABLED", True):
         if placeholders:  # cached HTML serves every kind of request: always with the token
-            field_name = config.get("WTF_CSRF_FIELD_NAME", "csrf_token")
-            mark = _marks(app).csrf
-            parts.append(f'<input type="hidden" name="{escape(field_name)}" value="{mark}">')
+            parts.append(_csrf_placeholder_input(app, _marks(app)))
         elif not request_flags.get("_hx_csrf_by_header"):
             # An htmx answer to a page that sends the token as a header (hx-actions.js, from
             # the meta tag) re-renders its forms without the token input: the page has it.

@@ -614,30 +614,44 @@ def test_redis_tag_versions_read_once_per_request_and_see_their_own_bumps(redis_
     client.close()
 
 
-def test_a_bump_before_a_render_brings_the_new_snapshot_in_its_round_trip(redis_url):
+def test_a_bump_keeps_the_versions_its_increments_returned_for_the_render(redis_url):
+    """An action's answer renders the fragments of the tags it bumped: their versions come back
+    with the increments, so the render reads nothing (no snapshot of the whole hash, which grows
+    with every tag the app has bumped); a tag it did not bump is read as before."""
     import redis
 
     client = redis.Redis.from_url(redis_url)
     versions = RedisTagVersions(client, prefix="test-bump")
     app = Flask(__name__)
-    sent: list[int] = []
+    sent: list[tuple[Any, ...]] = []
     original = client.execute_command
 
     def counting(*args: Any, **kwargs: Any) -> Any:
-        sent.append(1)
+        sent.append(args)
         return original(*args, **kwargs)
 
     with app.test_request_context():
         assert versions.get(["a"]) == {"a": 0}  # decides that snapshots are read (small hash)
     client.execute_command = counting  # type: ignore[method-assign]
     with app.test_request_context():
-        versions.bump(["a", "b"], reread=True)  # one pipeline: the increments and the snapshot
-        assert versions.get(["a", "b", "c"]) == {"a": 1, "b": 1, "c": 0}
-    assert sent == []  # pipelines do not go through execute_command: no extra round trip
+        versions.bump(["a", "b"], reread=True)  # one pipeline: the increments
+        versions.bump(["b"], reread=True)
+        assert versions.get(["a", "b"]) == {"a": 1, "b": 2}
+        assert versions.get(["b"]) == {"b": 2}
+    assert sent == []  # pipelines do not go through execute_command: nothing else was sent
+    other = redis.Redis.from_url(redis_url)  # another worker, or a store's own command
     with app.test_request_context():
-        versions.bump(["a"])  # no render follows: no snapshot read with it
-        assert versions.get(["a"]) == {"a": 2}  # read on demand instead
-    assert len(sent) == 1
+        versions.bump(["a"])
+        other.hincrby(versions.hash_key, "c", 1)
+        assert versions.get(["a", "c"]) == {"a": 2, "c": 1}  # "c" was not bumped here: read
+    assert [args[0] for args in sent] == ["HGETALL"]
+    with app.test_request_context():
+        versions.bump(["a"])
+        other.hincrby(versions.hash_key, "a", 1)  # as an idempotency store's completion does
+        versions.bumped_elsewhere()
+        assert versions.get(["a"]) == {"a": 4}  # not the 3 its own increment returned
+    assert [args[0] for args in sent] == ["HGETALL", "HGETALL"]
+    other.close()
     client.close()
 
 
@@ -670,6 +684,30 @@ def test_a_cached_fragment_whose_tag_the_action_bumped_is_rendered_without_a_loo
     assert len(looked_up) == 1  # "todos" was bumped: the region was rendered, not looked up
     assert "T1!" in client.get("/_hx/fragments/mine?id=1").text  # and cached under its new key
     assert len(looked_up) == 2
+
+
+def test_a_cached_form_in_an_htmx_answer_to_a_page_with_its_token_has_no_token_input():
+    """As an uncached render for that request: the page sends its token (``_hx_csrf``), so the
+    re-rendered form needs none; other requests get the input with a real token."""
+    app, _ = make_app()
+    client = app.test_client()
+    client.get("/login/alice")
+    htmx = {"Origin": "http://localhost", "HX-Request": "true", "HX-Actions-Regions": "mine?id=1"}
+    fields = client.hidden_fields("todos.rename_all")
+    answer = client.post(
+        "/todos/rename_all", data={**fields, "_hx_csrf": fields["csrf_token"]}, headers=htmx
+    )
+    assert answer.status_code == 200 and 'id="mine-1"' in answer.text
+    assert 'name="csrf_token"' not in answer.text and "hx-csrf-" not in answer.text
+    assert re.search(r'name="_hx_key" value="[A-Za-z0-9_-]{22}"', answer.text)
+
+    fields = client.hidden_fields("todos.rename_all")
+    without = client.post("/todos/rename_all", data=fields, headers=htmx)  # no page token
+    assert without.status_code == 200 and 'id="mine-1"' in without.text
+    token = re.search(r'name="csrf_token" value="([^"]+)"', without.text)
+    assert token is not None and "hx-csrf-" not in without.text
+    served = client.get("/_hx/fragments/mine?id=1").text  # from the cache
+    assert 'name="csrf_token"' in served and "hx-csrf-" not in served
 
 
 @pytest.mark.parametrize("auto_reload", [True, False])
