@@ -403,9 +403,12 @@ def cached_inner(
     fragment: Fragment, params: Mapping[str, Any], tags: frozenset[str] | None = None
 ) -> str:
     """The fragment's HTML from the cache, with per-render values (CSRF token, idempotency keys)
-    filled in now: cached HTML holds placeholders for them. A fragment one of whose tags this
-    request bumped is not looked up: its key is new (unless another worker rendered it in the
-    meantime, which costs one render more).
+    filled in now: cached HTML holds placeholders for them.
+
+    A fragment one of whose tags this request bumped (an action's answer) is rendered, neither
+    looked up (its key is new) nor stored: the page swaps it in, and the page's next full render
+    stores it. That saves the answer a cache write (a Redis round trip) that a page updated in
+    place would seldom read.
 
     Inside the render of another cached fragment the placeholders are left for that one to fill
     when it is served (its cached HTML must not keep this render's token and keys), and HTML
@@ -413,9 +416,11 @@ def cached_inner(
     app = current_app_object()
     state = app.extensions["hx_actions"]
     tags = fragment.tags(params) if tags is None else tags
-    key = cache_key(fragment, params, tags)
     values = flags()
     bumped = values.get("_hx_bumped_tags")
+    if bumped and not bumped.isdisjoint(tags) and not values.get("_hx_placeholders"):
+        return _rendered_uncached(state, fragment, params)
+    key = cache_key(fragment, params, tags)
     html: str | None = (
         None if bumped and not bumped.isdisjoint(tags) else state.fragment_cache.get(key)
     )
@@ -456,6 +461,21 @@ def cached_inner(
     if values.get("_hx_placeholders"):
         return html
     return forms.fill_placeholders(html, marked=True)
+
+
+def _rendered_uncached(state: Any, fragment: Fragment, params: Mapping[str, Any]) -> str:
+    """The fragment rendered for this request only, its forms noted as a cached render notes
+    them."""
+    previous_form = g.get("_hx_form_rendered", False)
+    g._hx_form_rendered = False
+    try:
+        html = fragment.render_inner(params)
+    finally:
+        has_form = g.get("_hx_form_rendered", False)
+        g._hx_form_rendered = previous_form or has_form
+    if has_form:
+        state.fragment_forms.add(fragment.name)
+    return html
 
 
 def parse_region_token(token: str) -> tuple[str, dict[str, str]]:

@@ -656,16 +656,24 @@ def test_a_bump_keeps_the_versions_its_increments_returned_for_the_render(redis_
 
 
 def test_a_cached_fragment_whose_tag_the_action_bumped_is_rendered_without_a_lookup():
+    """... and not stored: the page swaps the answer in; its next full render stores it."""
     app, _ = make_app()
     state = app.extensions["hx_actions"]
     looked_up: list[str] = []
+    stored: list[str] = []
     original = state.fragment_cache.get
+    original_set = state.fragment_cache.set
 
     def spy(key: str) -> str | None:
         looked_up.append(key)
         return original(key)
 
+    def set_spy(key: str, value: str, ttl: int) -> None:
+        stored.append(key)
+        original_set(key, value, ttl)
+
     state.fragment_cache.get = spy
+    state.fragment_cache.set = set_spy
     client = app.test_client()
     client.get("/login/alice")
     assert "T1" in client.get("/_hx/fragments/mine?id=1").text
@@ -682,8 +690,12 @@ def test_a_cached_fragment_whose_tag_the_action_bumped_is_rendered_without_a_loo
     assert answer.status_code == 200
     assert 'id="mine-1"' in answer.text and "T1!" in answer.text  # sent out of band
     assert len(looked_up) == 1  # "todos" was bumped: the region was rendered, not looked up
-    assert "T1!" in client.get("/_hx/fragments/mine?id=1").text  # and cached under its new key
-    assert len(looked_up) == 2
+    assert len(stored) == 1  # nor stored
+    assert 'name="_hx_key"' in answer.text and "hx-key-" not in answer.text
+    assert "T1!" in client.get("/_hx/fragments/mine?id=1").text  # a miss, rendered and stored
+    assert len(looked_up) == 2 and len(stored) == 2 and stored[1] != stored[0]
+    assert "T1!" in client.get("/_hx/fragments/mine?id=1").text  # served from the cache
+    assert len(looked_up) == 3 and len(stored) == 2
 
 
 def test_a_cached_form_in_an_htmx_answer_to_a_page_with_its_token_has_no_token_input():
