@@ -30,8 +30,8 @@ log = logging.getLogger("flask_hx_actions")
 class TagVersions(Protocol):
     def get(self, tags: Iterable[str]) -> dict[str, int]: ...
 
-    def bump(self, tags: Iterable[str], *, reread: bool = False) -> None:
-        """Increment the versions of ``tags``; ``reread``: this request reads versions next."""
+    def bump(self, tags: Iterable[str]) -> None:
+        """Increment the versions of ``tags``."""
 
 
 class FragmentCache(Protocol):
@@ -51,7 +51,7 @@ class MemoryTagVersions:
         versions = self._versions
         return {tag: versions.get(tag, 0) for tag in tags}
 
-    def bump(self, tags: Iterable[str], *, reread: bool = False) -> None:
+    def bump(self, tags: Iterable[str]) -> None:
         with self._lock:
             for tag in tags:
                 self._versions[tag] = self._versions.get(tag, 0) + 1
@@ -126,10 +126,9 @@ class RedisTagVersions:
         values = self._redis.hmget(self._key, tags)
         return {tag: int(v) if v is not None else 0 for tag, v in zip(tags, values, strict=True)}
 
-    def bump(self, tags: Iterable[str], *, reread: bool = False) -> None:
+    def bump(self, tags: Iterable[str]) -> None:
         """Increment the versions in one round trip. In a request, the new versions the
-        increments return are this request's versions of those tags (``reread`` changes
-        nothing here: they come with the increments)."""
+        increments return are this request's versions of those tags."""
         tags = list(tags)
         if not tags:
             return

@@ -285,7 +285,7 @@ def run(action: Action) -> Response:
                 ):
                     deferred = tags  # one round trip with the completion, below
                 else:
-                    state.tag_versions.bump(tags, reread=kind == "htmx")
+                    state.tag_versions.bump(tags)
                 flags()["_hx_bumped_tags"] = tags  # cached fragments with them are new renders
         if result.kind == "not_found":
             return respond_not_found(app, state, action, kind, bound, result)

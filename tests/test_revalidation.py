@@ -634,8 +634,8 @@ def test_a_bump_keeps_the_versions_its_increments_returned_for_the_render(redis_
         assert versions.get(["a"]) == {"a": 0}  # decides that snapshots are read (small hash)
     client.execute_command = counting  # type: ignore[method-assign]
     with app.test_request_context():
-        versions.bump(["a", "b"], reread=True)  # one pipeline: the increments
-        versions.bump(["b"], reread=True)
+        versions.bump(["a", "b"])  # one pipeline: the increments
+        versions.bump(["b"])
         assert versions.get(["a", "b"]) == {"a": 1, "b": 2}
         assert versions.get(["b"]) == {"b": 2}
     assert sent == []  # pipelines do not go through execute_command: nothing else was sent
