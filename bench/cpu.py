@@ -30,6 +30,8 @@ sys.path.insert(0, str(BENCH))
 import run  # noqa: E402
 
 MODULES = {"baseline": "baseline_app", "checked": "checked_app", "library": "library_app"}
+#: --kind -> run.py's (endpoint, variant) of that point.
+POINTS = {"page": ("GET /", "page"), "htmx": ("toggle", "htmx"), "plain": ("toggle", "no-JS (303)")}
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -55,7 +57,7 @@ def cpu_seconds(pids: list[int]) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--systems", default="baseline,library", help=",".join(MODULES))
-    parser.add_argument("--kind", choices=("htmx", "plain", "page"), default="htmx")
+    parser.add_argument("--kind", choices=tuple(POINTS), default="htmx")
     parser.add_argument("-c", "--concurrency", type=int, choices=(1, 16), default=16)
     parser.add_argument("--duration", default="6s", help="wrk's -d per run (default 6s)")
     parser.add_argument("--rounds", type=int, default=2, help="runs per system, interleaved")
@@ -73,13 +75,9 @@ def main() -> None:
             server.start()
             browser = run.Browser(name, server.port)
             browser.load()
-            if args.kind == "page":
-                req = browser.get_page()
-            elif args.kind == "htmx":
-                req = browser.htmx_toggle(run.LOAD_ROW)
-            else:
-                req = browser.plain_toggle(run.LOAD_ROW)
-            fresh = name == "library" and args.kind != "page"
+            req = run.request_for(browser, *POINTS[args.kind])
+            # As bench/run: the library's toggles carry a new key each (System.fresh_keys).
+            fresh = MODULES[name] == "library_app" and req.method == "POST"
             script = run.wrk_script(req, directory, name, fresh_keys=fresh)
             started.append((name, server, req, script))
             run.wrk(server.port, script, req.path, threads, args.concurrency, "2s")  # warm-up

@@ -418,12 +418,11 @@ def cached_inner(
     tags = fragment.tags(params) if tags is None else tags
     values = flags()
     bumped = values.get("_hx_bumped_tags")
-    if bumped and not bumped.isdisjoint(tags) and not values.get("_hx_placeholders"):
+    renewed = bumped is not None and not bumped.isdisjoint(tags)  # its key is new: no lookup
+    if renewed and not values.get("_hx_placeholders"):
         return _rendered_uncached(state, fragment, params)
     key = cache_key(fragment, params, tags)
-    html: str | None = (
-        None if bumped and not bumped.isdisjoint(tags) else state.fragment_cache.get(key)
-    )
+    html: str | None = None if renewed else state.fragment_cache.get(key)
     if html is None:
         previous, previous_form = g.get("_hx_placeholders"), g.get("_hx_form_rendered", False)
         previous_user = values.get("_hx_per_user")
