@@ -130,7 +130,8 @@ class HxActions:
 
     :param identity: a function returning the signed-in user's id or ``None``; bound arguments
         and idempotency keys are scoped by it. Defaults to Flask-Login's ``current_user`` when
-        Flask-Login is installed, otherwise every request is anonymous.
+        the app has a ``LoginManager`` (``app.login_manager``), otherwise every request is
+        anonymous.
     """
 
     def __init__(self, app: Flask | None = None, *, identity: IdentityLoader | None = None) -> None:

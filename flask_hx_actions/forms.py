@@ -593,7 +593,10 @@ def fragment(name: str, *, lazy: bool = False, **params: Any) -> Markup:
     if lazy and request.cookies.get(JS_COOKIE) == "1":
         # The region's own opening tag (with the parameters and tags of a parametrised one, so
         # the ``_hx_regions`` field names it while it loads), then what makes htmx load it.
-        url = url_for("hx_actions.fragment", name=name, **params)
+        from .fragments import plain_params  # fragments imports this module
+
+        query: dict[str, Any] = plain_params(params)
+        url = url_for("hx_actions.fragment", name=name, **query)
         head = frag.opening_tag(params)
         return Markup(
             f'{head[:-1]} hx-get="{escape(url)}" hx-trigger="load" hx-swap="outerHTML"'

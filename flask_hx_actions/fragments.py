@@ -19,10 +19,13 @@ from __future__ import annotations
 import hashlib
 import inspect
 import re
+import types
 import typing
 from collections import ChainMap
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import date, datetime
+from enum import Enum
 from typing import Any, Literal
 from urllib.parse import parse_qsl, quote_plus, urlencode
 
@@ -197,9 +200,17 @@ class Fragment:
                 raise FragmentError(f"fragment {self.name!r} has no parameter {key!r}.")
             try:
                 out[key] = self.converters[key](value)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, ArithmeticError):  # Decimal("x"): InvalidOperation
                 raise FragmentError(f"fragment {self.name!r}: bad value for {key!r}.") from None
-        return self.check_params(out)
+        params = self.check_params(out)
+        if self.tags_func is not None:
+            # A value that makes no valid tag (a str with a space: "item:a b") is bad input
+            # too, not a 500 from the tag check later (after an action's commit).
+            try:
+                self.tags(params)
+            except ValueError:
+                raise FragmentError(f"fragment {self.name!r}: bad parameter values.") from None
+        return params
 
     def render_inner(self, params: Mapping[str, Any]) -> str:
         app = current_app_object()
@@ -282,13 +293,14 @@ class Fragment:
         return "".join(head), dom_id
 
     def _params_attr(self, params: Mapping[str, Any]) -> str:
-        """``escape(urlencode(_plain(params)))``; int values (row ids) without the generic path."""
+        """``escape(urlencode(plain_params(params)))``; int values (row ids) without the generic
+        path."""
         quoted = self._quoted
         parts = []
         for key, value in params.items():
             name = quoted.get(key)
             if name is None or type(value) is not int:
-                return str(escape(urlencode(_plain(params))))
+                return str(escape(urlencode(plain_params(params))))
             parts.append(f"{name}={value}")
         return "&amp;".join(parts)
 
@@ -386,7 +398,7 @@ def cache_key(
         if found is not None:
             return found
     # repr() of strings and ints is unambiguous: no two different keys share a text.
-    raw = repr((fragment.name, tuple(sorted(_plain(params).items())), numbers, scope))
+    raw = repr((fragment.name, tuple(sorted(plain_params(params).items())), numbers, scope))
     key = hashlib.blake2b(raw.encode(), digest_size=16).hexdigest()
     if known is not None:
         remember(_CACHE_KEYS, known, key, _CACHE_KEYS_MAX)
@@ -486,8 +498,10 @@ def parse_region_token(token: str) -> tuple[str, dict[str, str]]:
 _HEADS_MAX = 4096
 
 
-def _plain(params: Mapping[str, Any]) -> dict[str, str]:
-    return {k: str(v) for k, v in params.items()}
+def plain_params(params: Mapping[str, Any]) -> dict[str, str]:
+    """The parameters as they travel (region attributes, lazy URLs, cache keys): an enum member
+    as its value (what its converter reads back), anything else as ``str()``."""
+    return {k: str(v.value) if isinstance(v, Enum) else str(v) for k, v in params.items()}
 
 
 def _id_part(value: Any) -> str:
@@ -584,10 +598,43 @@ def _to_bool(value: str) -> bool:
 
 
 def _converter(hint: Any) -> Callable[[str], Any]:
+    """How a parameter's text (from a region's attributes or the fragment endpoint's query) is
+    read back into what :func:`plain_params` wrote: by the parameter's type hint, with ``X | None``
+    read as ``X``. A value the hint refuses raises ``ValueError`` (or ``TypeError``,
+    ``ArithmeticError``), which :meth:`Fragment.convert` turns into a ``FragmentError``."""
+    hint = _optional_of(hint)
     if hint is bool:
         return _to_bool
     if hint in (int, float, str):
         return typing.cast(Callable[[str], Any], hint)
     if isinstance(hint, type):
-        return typing.cast(Callable[[str], Any], hint)  # UUID, Decimal, enums by value...
+        if issubclass(hint, Enum):
+            return _enum_converter(hint)
+        if issubclass(hint, datetime):
+            return datetime.fromisoformat  # str(datetime) is ISO with a space: it reads back
+        if issubclass(hint, date):
+            return date.fromisoformat
+        return typing.cast(Callable[[str], Any], hint)  # UUID, Decimal...
     return str
+
+
+def _optional_of(hint: Any) -> Any:
+    """``X`` for ``X | None`` and ``Optional[X]``; any other hint as it is."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return hint
+
+
+def _enum_converter(enum: type[Enum]) -> Callable[[str], Any]:
+    """An enum member from the text of its value (``Color.RED`` travels as ``red`` or ``1``)."""
+    members = {str(member.value): member for member in enum}
+
+    def convert(value: str) -> Any:
+        try:
+            return members[value]
+        except KeyError:
+            raise ValueError(value) from None
+
+    return convert

@@ -77,7 +77,7 @@ def test_quickstart_keeps_errors_and_typed_values_after_a_failed_plain_submit(tm
 
 
 def test_quickstart_htmx_answer_without_the_regions_header_is_the_list_alone(tmp_path):
-    # Without hx-actions.js's HX-Actions-Regions header every invalidated non-parametrised
+    # Without hx-actions.js's _hx_regions field every invalidated non-parametrised
     # region is sent: here the list, out-of-band, and nothing else.
     app = _quickstart(tmp_path)
     client = app.test_client()
