@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from flask import current_app, request, url_for
+from flask import Flask, current_app, request, url_for
 from flask.globals import _cv_app, _cv_request
 from flask_wtf.csrf import generate_csrf
 from jinja2.runtime import Macro
@@ -32,7 +33,8 @@ if TYPE_CHECKING:
 _ID_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 #: Strings that are the same escaped or not (no & < > " ').
 _SAFE = re.compile(r"[A-Za-z0-9_:.-]+\Z")
-_VERSION = "0.1.0"
+#: The ``v=`` of the script URLs, per file: see :func:`asset_version`.
+_ASSET_VERSIONS: dict[str, str] = {}
 
 
 # -- ids -----------------------------------------------------------------------------------------
@@ -605,6 +607,23 @@ def fragment(name: str, *, lazy: bool = False, **params: Any) -> Markup:
     return frag.region(params)
 
 
+def asset_version(app: Flask, filename: str) -> str:
+    """The first 12 hex digits of the SHA-256 of one of the library's static files: a browser
+    that cached an earlier htmx or hx-actions.js (whose wire format may differ) loads the new
+    one, since the URL changed with the content. Read once per file, or on every call in debug
+    mode, where the file may change while the app runs."""
+    folder = app.blueprints["hx_actions"].static_folder
+    if folder is None:  # pragma: no cover - the extension always sets it
+        raise RuntimeError("the hx_actions blueprint has no static folder")
+    path = os.path.join(folder, filename)
+    version = None if app.debug else _ASSET_VERSIONS.get(path)
+    if version is None:
+        with open(path, "rb") as file:
+            version = hashlib.sha256(file.read()).hexdigest()[:12]
+        _ASSET_VERSIONS[path] = version
+    return version
+
+
 def hx_actions_head() -> Markup:
     """The CSRF meta tag and the script tags of htmx and hx-actions.js (put it in ``<head>``)."""
     app = current_app
@@ -612,6 +631,6 @@ def hx_actions_head() -> Markup:
     if app.config.get("WTF_CSRF_ENABLED", True):
         parts.append(f'<meta name="csrf-token" content="{escape(generate_csrf())}">')
     for filename in ("htmx.min.js", "hx-actions.js"):
-        src = url_for("hx_actions.static", filename=filename, v=_VERSION)
+        src = url_for("hx_actions.static", filename=filename, v=asset_version(app, filename))
         parts.append(f'<script src="{escape(src)}" defer></script>')
     return Markup("".join(parts))

@@ -7,6 +7,7 @@ tests/test_forms.py``, then read the diff.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from collections.abc import Iterator
@@ -254,7 +255,22 @@ def test_fragment_with_wrong_parameters_is_an_error(harness):
 
 
 def test_hx_actions_head(harness):
-    assert_golden("hx_actions_head", render(harness, "{{ hx_actions_head() }}"))
+    html = render(harness, "{{ hx_actions_head() }}")
+    versions = re.findall(r"\?v=([0-9a-f]{12})\"", html)
+    assert len(versions) == 2
+    for version in versions:
+        html = html.replace(f"?v={version}", "?v=SHA")
+    assert_golden("hx_actions_head", html)
+
+
+def test_script_urls_change_with_the_scripts_content(harness):
+    """The ``v=`` of a script URL is a digest of the file, so a browser holding an earlier
+    hx-actions.js in its cache loads the new one."""
+    html = render(harness, "{{ hx_actions_head() }}")
+    static = Path(harness.app.blueprints["hx_actions"].static_folder)
+    for name in ("htmx.min.js", "hx-actions.js"):
+        digest = hashlib.sha256((static / name).read_bytes()).hexdigest()[:12]
+        assert f'/{name}?v={digest}"' in html
 
 
 def test_hx_actions_head_scripts_are_served(harness):
