@@ -605,7 +605,9 @@ def _converter(hint: Any) -> Callable[[str], Any]:
     hint = _optional_of(hint)
     if hint is bool:
         return _to_bool
-    if hint in (int, float, str):
+    if hint is int:
+        return _to_int
+    if hint in (float, str):
         return typing.cast(Callable[[str], Any], hint)
     if isinstance(hint, type):
         if issubclass(hint, Enum):
@@ -616,6 +618,18 @@ def _converter(hint: Any) -> Callable[[str], Any]:
             return date.fromisoformat
         return typing.cast(Callable[[str], Any], hint)  # UUID, Decimal...
     return str
+
+
+#: The range of a signed 64-bit integer: what a database id column holds. A client's larger
+#: number would reach the app's query (SQLite raises ``OverflowError``: a 500), so it is refused.
+_INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
+
+
+def _to_int(value: str) -> int:
+    number = int(value)
+    if not _INT_MIN <= number <= _INT_MAX:
+        raise ValueError(value)
+    return number
 
 
 def _optional_of(hint: Any) -> Any:

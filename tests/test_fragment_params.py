@@ -223,3 +223,15 @@ def test_a_value_no_member_or_date_reads_back_from_is_refused(harness, bad):
     response = client.get(f"/_hx/fragments/kinds?{query}")
     assert response.status_code == 400
     assert harness.calls["pages.kinds"] == calls  # the fragment function did not run
+
+
+@pytest.mark.parametrize("value", ["9223372036854775808", "-9223372036854775809", "1" + "0" * 30])
+def test_an_int_hint_refuses_a_number_no_database_id_can_hold(harness, value):
+    """Past a signed 64-bit integer the value would reach the app's query (SQLite raises
+    ``OverflowError``): the endpoint refuses it instead of a 500 from the app's code."""
+    base = "color=red&level=1&day=2026-01-02&at=2026-01-02T03:04:05"
+    client = harness.client()
+    assert client.get(f"/_hx/fragments/kinds?{base}&n=9223372036854775807").status_code == 200
+    calls = harness.calls["pages.kinds"]
+    assert client.get(f"/_hx/fragments/kinds?{base}&n={value}").status_code == 400
+    assert harness.calls["pages.kinds"] == calls
