@@ -238,7 +238,7 @@ def fragment_endpoint(name: str) -> Response:
     if not fragment.allowed(params, identity):
         abort(401 if identity is None else 403)
     etag = _fragment_etag(state, fragment, params)
-    if etag is not None and etag in request.if_none_match:
+    if etag is not None and request.if_none_match.contains_weak(etag):
         response = Response(status=304)
     else:
         g._hx_form_rendered = False

@@ -214,6 +214,20 @@ def test_fragment_endpoint_etag_gives_304_until_a_tag_is_invalidated(app_calls):
     assert after.text.endswith("1 of 3 done</p>")
 
 
+def test_fragment_endpoint_compares_etags_weakly_as_if_none_match_requires(app_calls):
+    """RFC 9110, 13.1.2: If-None-Match uses the weak comparison. A proxy that compresses the
+    answer (nginx's gzip) turns its ETag into ``W/"..."``, which the browser then sends back."""
+    app, _ = app_calls
+    client = app.test_client()
+    weak = "W/" + client.get("/_hx/fragments/stats").headers["ETag"]
+    for sent in (weak, f'W/"other", {weak}'):
+        again = client.get("/_hx/fragments/stats", headers={"If-None-Match": sent})
+        assert again.status_code == 304
+    client.submit("todos.toggle", bind={"id": 1})
+    after = client.get("/_hx/fragments/stats", headers={"If-None-Match": weak})
+    assert after.status_code == 200
+
+
 def test_fragment_with_forms_never_gets_a_304_so_keys_stay_fresh(app_calls):
     app, _ = app_calls
     client = app.test_client()
