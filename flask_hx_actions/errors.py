@@ -71,7 +71,8 @@ class NotAuthorized(ActionRefused, Forbidden):
 
 
 class InvalidUpload(ActionRefused, BadRequest):
-    """400: a multipart body that cannot be parsed (for example too many parts)."""
+    """400: a body that cannot be read: a multipart body that cannot be parsed (for example too
+    many parts), or one that ends before its ``Content-Length``."""
 
     hx_code = "bad_request"
     description = "The submitted form could not be read."

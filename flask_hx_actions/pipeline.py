@@ -120,16 +120,19 @@ def buffer_chunked_body(limit: int) -> None:
 
 def read_body(config: Mapping[str, Any], req: Request) -> None:
     """Parse the form now, inside the limits, so a too-large body is a 413 from the library."""
-    if _read_urlencoded(req):
-        urlencoded = True
-    else:
-        try:
+    try:
+        if _read_urlencoded(req):
+            urlencoded = True
+        else:
             req.form  # noqa: B018 - parses the body
-        except RequestEntityTooLarge as exc:
-            raise ContentTooLarge(description=exc.description) from None
-        except ValueError:
-            raise InvalidUpload() from None
-        urlencoded = req.mimetype == _URLENCODED
+            urlencoded = req.mimetype == _URLENCODED
+    except RequestEntityTooLarge as exc:
+        raise ContentTooLarge(description=exc.description) from None
+    except ClientDisconnected:
+        # Werkzeug's own is an HTML 400; this one answers JSON callers in JSON too.
+        raise InvalidUpload(description=_INCOMPLETE_BODY) from None
+    except ValueError:
+        raise InvalidUpload() from None
     if urlencoded:
         # Werkzeug applies the per-field limit to multipart bodies only. A field's UTF-8 text is
         # at most three times the body's length (an undecodable byte becomes "%XX").
@@ -144,6 +147,7 @@ def read_body(config: Mapping[str, Any], req: Request) -> None:
 
 
 _URLENCODED = "application/x-www-form-urlencoded"
+_INCOMPLETE_BODY = "The request ended before all of its data arrived."
 
 
 def _read_urlencoded(req: Request) -> bool:

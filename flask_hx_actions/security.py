@@ -12,6 +12,7 @@ import base64
 import functools
 import hmac
 import os
+import re
 import secrets
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -57,6 +58,20 @@ def normalise_origin(value: str) -> str:
     return f"{parts.scheme}://{host}"
 
 
+#: A serialised origin as browsers send it in ``Origin`` (RFC 6454): scheme, host and port.
+_SERIALISED_ORIGIN = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/?#@\\\s]+")
+
+
+@functools.lru_cache(maxsize=1024)
+def header_origin(value: str) -> str:
+    """The ``Origin`` header's value, normalised; a string no origin equals when the value is
+    more than a serialised origin (a path, query, fragment or user info, which browsers never
+    send and :func:`normalise_origin` would drop: ``http://evil.example@app.example``)."""
+    if _SERIALISED_ORIGIN.fullmatch(value) is None:
+        return f"invalid:{value!r}"
+    return normalise_origin(value)
+
+
 def own_origin(request: Request, configured: str | None) -> str:
     """The origin of this app: ``HX_ACTIONS_ORIGIN`` when set, else the request's scheme and host.
 
@@ -81,13 +96,13 @@ def check_origin(request: Request, own: str, trusted: frozenset[str]) -> None:
     if (
         site is not None
         and site not in ("same-origin", "none")
-        and (site != "same-site" or origin is None or normalise_origin(origin) not in trusted)
+        and (site != "same-site" or origin is None or header_origin(origin) not in trusted)
     ):
         raise OriginRefused()
     if origin is not None:
         if origin == "null":
             raise OriginRefused()
-        origin = normalise_origin(origin)
+        origin = header_origin(origin)
         if origin != own and origin not in trusted:
             raise OriginRefused()
 

@@ -147,6 +147,11 @@ def test_csrf_token_in_the_x_csrftoken_header_is_accepted(harness):
         {"Sec-Fetch-Site": "cross-site", "Origin": "http://localhost"},
         {"Sec-Fetch-Site": "same-site", "Origin": "http://app.localhost"},
         {"Sec-Fetch-Site": "same-site"},
+        {"Origin": "http://evil.example@localhost"},
+        {"Origin": "http://localhost/evil"},
+        {"Origin": "http://localhost?evil"},
+        {"Origin": "http://localhost#evil"},
+        {"Origin": "http://localhost\\evil.example"},
     ],
     ids=[
         "foreign-origin",
@@ -159,6 +164,11 @@ def test_csrf_token_in_the_x_csrftoken_header_is_accepted(harness):
         "cross-site-own-origin",
         "same-site-untrusted",
         "same-site-no-origin",
+        "user-info",
+        "path",
+        "query",
+        "fragment",
+        "backslash",
     ],
 )
 def test_cross_origin_post_with_a_valid_token_is_403(harness, headers):
@@ -521,6 +531,40 @@ def test_content_length_alone_decides_before_the_body_is_read(harness):
     environ["CONTENT_LENGTH"] = str(2 * MiB)  # announced, never sent
     response = Response.from_app(harness.app, environ, buffered=True)
     guard.refused(response, 413, "too_large")
+
+
+@pytest.mark.parametrize("encoding", ["urlencoded", "multipart"])
+def test_body_shorter_than_its_content_length_is_a_refusal_in_the_callers_format(harness, encoding):
+    """A client that stops sending mid-body: a 400 answered like every other refusal (JSON for
+    a JSON caller), not Werkzeug's HTML page."""
+    guard = Guard(harness)
+    client = harness.client()
+    fields = {**_fields(harness, client), "title": "x" * 100}
+    if encoding == "multipart":
+        from werkzeug.test import encode_multipart
+
+        boundary, body = encode_multipart(fields)
+        content_type = f"multipart/form-data; boundary={boundary}"
+    else:
+        from urllib.parse import urlencode
+
+        body, content_type = urlencode(fields).encode(), "application/x-www-form-urlencoded"
+    environ = EnvironBuilder(
+        path="/items/add",
+        method="POST",
+        input_stream=io.BytesIO(body[: len(body) // 2]),
+        content_type=content_type,
+        headers={**SAME_ORIGIN, **JSON},
+    ).get_environ()
+    environ["CONTENT_LENGTH"] = str(len(body))
+    environ["wsgi.input_terminated"] = False
+    environ["HTTP_COOKIE"] = f"session={client.get_cookie('session').value}"
+    response = Response.from_app(harness.app, environ, buffered=True)
+    if encoding == "multipart":  # Werkzeug's parser reads a cut multipart body as an empty form
+        guard.refused(response, 400, "csrf")
+    else:
+        guard.refused(response, 400, "bad_request")
+        assert response.json["message"] == "The request ended before all of its data arrived."
 
 
 def _post_chunked(harness: Harness, client: Any, fields: dict, encoding: str) -> Response:
