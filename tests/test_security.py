@@ -533,6 +533,18 @@ def test_content_length_alone_decides_before_the_body_is_read(harness):
     guard.refused(response, 413, "too_large")
 
 
+def _encoded(fields: dict, encoding: str) -> tuple[bytes, str]:
+    """``fields`` as a request body in ``encoding`` and its Content-Type."""
+    if encoding == "multipart":
+        from werkzeug.test import encode_multipart
+
+        boundary, body = encode_multipart(fields)
+        return body, f"multipart/form-data; boundary={boundary}"
+    from urllib.parse import urlencode
+
+    return urlencode(fields).encode(), "application/x-www-form-urlencoded"
+
+
 @pytest.mark.parametrize("encoding", ["urlencoded", "multipart"])
 def test_body_shorter_than_its_content_length_is_a_refusal_in_the_callers_format(harness, encoding):
     """A client that stops sending mid-body: a 400 answered like every other refusal (JSON for
@@ -540,15 +552,7 @@ def test_body_shorter_than_its_content_length_is_a_refusal_in_the_callers_format
     guard = Guard(harness)
     client = harness.client()
     fields = {**_fields(harness, client), "title": "x" * 100}
-    if encoding == "multipart":
-        from werkzeug.test import encode_multipart
-
-        boundary, body = encode_multipart(fields)
-        content_type = f"multipart/form-data; boundary={boundary}"
-    else:
-        from urllib.parse import urlencode
-
-        body, content_type = urlencode(fields).encode(), "application/x-www-form-urlencoded"
+    body, content_type = _encoded(fields, encoding)
     environ = EnvironBuilder(
         path="/items/add",
         method="POST",
@@ -569,15 +573,7 @@ def test_body_shorter_than_its_content_length_is_a_refusal_in_the_callers_format
 
 def _post_chunked(harness: Harness, client: Any, fields: dict, encoding: str) -> Response:
     """A body without Content-Length, as a server that de-chunks requests passes it on."""
-    if encoding == "multipart":
-        from werkzeug.test import encode_multipart
-
-        boundary, body = encode_multipart(fields)
-        content_type = f"multipart/form-data; boundary={boundary}"
-    else:
-        from urllib.parse import urlencode
-
-        body, content_type = urlencode(fields).encode(), "application/x-www-form-urlencoded"
+    body, content_type = _encoded(fields, encoding)
     environ = EnvironBuilder(
         path="/items/add",
         method="POST",
