@@ -13,7 +13,12 @@
  *   - marks the form busy (aria-busy, .hx-pending, submit buttons disabled) and drops
  *     a second submit while the first is in flight (and not in htmx's history snapshots);
  *   - sends a form htmx swapped in but has not set up yet (before it settles) through htmx;
- *   - puts the answer's fresh idempotency key (`HX-Actions: 1; key=...`) into `_hx_key`;
+ *   - puts the answer's fresh idempotency key (`HX-Actions: 1; key=...`) into `_hx_key`,
+ *     and into the form of an htmx history snapshot that still holds the spent key;
+ *   - swaps an answer into the element now on the page under its target's id when another
+ *     answer replaced that element while the request was in flight;
+ *   - clears the form's error summary and slots after a successful answer that does not
+ *     re-render the form, and drops the answer's field error slots the page has no place for;
  *   - mirrors the field error slots onto the inputs (aria-invalid) and focuses the first
  *     invalid input when focus is not already in the form;
  *   - gives every action form htmx loads its empty error summary (the server renders one
@@ -39,6 +44,10 @@
   // this script has finished with (so the several after* events act once).
   var awaitingSwap = new WeakSet();
   var handled = new WeakSet();
+  // Spent idempotency key -> the fresh key its answer brought (bounded, oldest out first):
+  // an htmx history snapshot taken while a submit was in flight holds the spent one.
+  var renewedKeys = new Map();
+  var MAX_RENEWED_KEYS = 256;
 
   /* ------------------------------------------------------------------ helpers */
 
@@ -179,6 +188,13 @@
     document.querySelectorAll(FORM_SELECTOR + '[aria-busy]').forEach(function (form) {
       if (!pending.has(form)) notBusy(form);
     });
+    // A form whose submit completed after the snapshot still holds the key that submit spent;
+    // its next submit would be taken for a replay (or refused: other input, 422).
+    document.querySelectorAll(FORM_SELECTOR + ' input[name="_hx_key"]').forEach(function (el) {
+      var key = el.value;
+      for (var i = 0; i < MAX_RENEWED_KEYS && renewedKeys.has(key); i++) key = renewedKeys.get(key);
+      if (key !== el.value) el.value = key;
+    });
   });
 
   // A second submit (Enter in a field, a script calling requestSubmit) while the first is
@@ -220,9 +236,40 @@
   // afterRequest (load, error, abort or timeout) is sure to follow.
   document.addEventListener('htmx:beforeSend', function (evt) {
     var form = submittedForm(issuer(evt.detail));
-    if (form) setPending(form);
-    if (form) showFailure(form, false); // a new attempt: the last failure's message goes
+    if (!form) return;
+    setPending(form);
+    showFailure(form, false); // a new attempt: the last failure's message goes
+    followTarget(evt.detail);
+    // A form the page no longer holds when its answer comes (the user navigated with htmx)
+    // gets no htmx event this script sees; the spent key must still be known (see
+    // renewedKeys). htmx's own load handler runs first: it was set before this event.
+    var xhr = evt.detail.xhr;
+    if (xhr && typeof xhr.addEventListener === 'function') {
+      xhr.addEventListener('load', function () {
+        if (!form.isConnected) noteRenewedKey(form, xhr);
+      });
+    }
   });
+
+  // htmx picks the element an answer swaps into when the request leaves, and reads it back
+  // from this detail object when the answer comes. Another answer may have replaced that
+  // element by then (a toggle re-rendered the row a rename is in flight for): the answer,
+  // out-of-band parts included, would go into the detached element and be lost. Read back,
+  // the target is the element now on the page under the same id. (htmx fires no event that
+  // could retarget it then: its beforeSwap fires on the detached element and never reaches
+  // document.)
+  function followTarget(detail) {
+    var target = detail.target;
+    if (!target || !target.id) return;
+    Object.defineProperty(detail, 'target', {
+      configurable: true,
+      enumerable: true,
+      get: function () {
+        return target.isConnected ? target : (document.getElementById(target.id) || target);
+      },
+      set: function (value) { target = value; }
+    });
+  }
 
   // No answer from the library (a network error, a timeout, a proxy's 502): say so in the
   // form's error summary (data-hx-failure-message on the form, or a default).
@@ -246,12 +293,33 @@
   // carry out-of-band error slots. A 204 has nothing to swap and keeps htmx's default.
   document.addEventListener('htmx:beforeSwap', function (evt) {
     var d = evt.detail;
-    if (header(d.xhr, 'HX-Actions') !== null && d.xhr.status !== 204) {
-      d.shouldSwap = true;
-      d.isError = false;
+    if (header(d.xhr, 'HX-Actions') !== null) {
+      if (d.xhr.status !== 204) {
+        d.shouldSwap = true;
+        d.isError = false;
+      }
+      if (typeof d.serverResponse === 'string') d.serverResponse = withoutOrphanSlots(d.serverResponse);
     }
     if (d.shouldSwap && d.xhr) awaitingSwap.add(d.xhr);
   });
+
+  // An error answer carries a slot for every field of the action's schema; a form may show
+  // only some of them. htmx logs an error for each out-of-band part with no place on the
+  // page, so those slots are dropped before the swap.
+  function withoutOrphanSlots(html) {
+    if (html.indexOf('data-hx-field-error') < 0) return html;
+    var template = document.createElement('template');
+    template.innerHTML = html;
+    var dropped = false;
+    Array.prototype.slice.call(template.content.children).forEach(function (el) {
+      if (el.hasAttribute('data-hx-field-error') && el.hasAttribute('hx-swap-oob') &&
+          el.id && !document.getElementById(el.id)) {
+        el.remove();
+        dropped = true;
+      }
+    });
+    return dropped ? template.innerHTML : html;
+  }
 
   // Mirror the form's error slots onto its inputs; focus the first invalid input after an
   // error answer unless focus is in one of the form's fields (the user is typing there).
@@ -288,7 +356,7 @@
     var form = actionFormOf(issuer(detail));
     if (!form) return;
     // The form's next key, from an answer that ended its submit: `HX-Actions: 1; key=<key>`.
-    var key = (/;\s*key=([A-Za-z0-9_-]+)/.exec(header(xhr, 'HX-Actions') || '') || [])[1];
+    var key = noteRenewedKey(form, xhr);
     if (key && form.isConnected) {
       // A re-rendered form came with its own fresh key; only a surviving form needs this.
       controls(form).forEach(function (el) {
@@ -297,7 +365,33 @@
     }
     // The form may have been re-rendered under the same id: look at the one on the page.
     var current = form.isConnected ? form : (form.id && document.getElementById(form.id));
-    if (current && current.matches(FORM_SELECTOR)) markInvalid(current, final && xhr.status >= 400);
+    if (!current || !current.matches(FORM_SELECTOR)) return;
+    if (xhr.status < 400) clearErrors(current);
+    markInvalid(current, final && xhr.status >= 400);
+  }
+
+  // A success that does not re-render its form (an action without a fragment) leaves the
+  // messages of the last failed attempt on the page unless they go here.
+  function clearErrors(form) {
+    var summary = form.id && document.getElementById(form.id + '-errors');
+    if (summary && !summary.hasAttribute('data-hx-failure')) summary.textContent = '';
+    form.querySelectorAll('[data-hx-field-error]').forEach(function (slot) {
+      slot.textContent = '';
+    });
+  }
+
+  // The fresh key of an answer that ended the form's submit (`HX-Actions: 1; key=<key>`), if
+  // any, remembered as the successor of the key the form sent.
+  function noteRenewedKey(form, xhr) {
+    var key = (/;\s*key=([A-Za-z0-9_-]+)/.exec(header(xhr, 'HX-Actions') || '') || [])[1];
+    if (!key) return null;
+    controls(form).forEach(function (el) {
+      if (el.name !== '_hx_key' || !el.value || el.value === key) return;
+      renewedKeys.delete(el.value);
+      renewedKeys.set(el.value, key);
+      if (renewedKeys.size > MAX_RENEWED_KEYS) renewedKeys.delete(renewedKeys.keys().next().value);
+    });
+    return key;
   }
 
   // htmx fires afterSwap on every swapped element, with the same detail: handle the first.

@@ -4,7 +4,8 @@ its own) in Chromium: the edge cases of the client runtime that tests/browser/te
 
 Lazy fragments (loaded after the page, inline without JS, a failed load), the idempotency key
 of a form the answer does not re-render, the regions header of a page without regions, a 500 and
-a 429 answer, two forms in flight at once, and htmx history restores.
+a 429 answer, two forms in flight at once, an answer whose target was replaced while it was in
+flight, errors cleared by a success, and htmx history restores.
 """
 
 from __future__ import annotations
@@ -55,7 +56,14 @@ TEMPLATES = {
     "rv-profile.html": HEAD
     + '{% call action_form("items.profile", data_hx_failure_message="No answer: try again.") %}'
     '<input name="name" id="pname"><input type="hidden" name="password" value="long enough">'
-    '<button id="profile-btn">Save</button>{% endcall %}</body></html>',
+    '<button id="profile-btn">Save</button>{% endcall %}'
+    '<a id="away" hx-get="/show/rv-other.html" hx-target="body" hx-push-url="true"'
+    ' href="/show/rv-other.html">away</a></body></html>',
+    # The add form, the list, the stats and a remove of item 1 (which re-renders the list).
+    "rv-list.html": HEAD + '{% call action_form("items.add") %}{{ field("title") }}'
+    '<button id="add-btn">Add</button>{% endcall %}'
+    '{{ action_form("items.remove", bind={"id": 1}, label="Remove 1", id="remove-1") }}'
+    '{{ fragment("item-list") }}{{ fragment("stats") }}</body></html>',
     # A page without any region: mark_all's answer must not carry stats or rows.
     "rv-bare.html": HEAD + '{{ action_form("items.mark_all", label="Mark all done") }}'
     "</body></html>",
@@ -407,6 +415,101 @@ def test_two_forms_in_flight_at_once_keep_their_own_pending_state(
     assert js_errors == []
 
 
+# -- answers racing other answers, errors after a success ------------------------------------------
+
+
+def _hold(page: Page, pattern: str) -> list[Any]:
+    """Requests matching ``pattern`` wait in the browser until the test continues them."""
+    held: list[Any] = []
+    page.route(pattern, lambda route: held.append(route))
+    return held
+
+
+def _wait_held(page: Page, held: list[Any]) -> Any:
+    page.wait_for_function("true")  # lets Playwright dispatch the route handler
+    for _ in range(100):
+        if held:
+            return held.pop()
+        page.wait_for_timeout(50)
+    raise AssertionError("the request was not sent")
+
+
+def test_answer_whose_row_was_rerendered_in_flight_lands_in_the_row_on_the_page(
+    review: Review, page_js: Page, js_errors: list[str]
+) -> None:
+    """A rename is in flight when a toggle re-renders the same row: htmx chose the old row as
+    the rename's target, and the rename's answer must still show, in the row now on the page."""
+    item = review.harness.add_item("one")
+    _open(page_js, review.url("forms.html"))
+    held = _hold(page_js, "**/items/rename")
+    page_js.fill(f"#hx-items-rename-{item}-title", "renamed")
+    page_js.click(f"#hx-items-rename-{item} button")
+    rename = _wait_held(page_js, held)
+    with page_js.expect_response("**/items/toggle"):
+        page_js.click(f"#hx-items-toggle-{item} button")
+    expect(page_js.locator(f"#item-row-{item}")).to_contain_text("(done)")
+    with page_js.expect_response("**/items/rename") as answer:
+        rename.continue_()
+    assert answer.value.status == 200
+    expect(page_js.locator(f"#item-row-{item} .title")).to_have_text("renamed")
+    expect(page_js.locator(f"#item-row-{item}")).to_contain_text("(done)")
+    assert review.harness.item(item)[1] == "renamed"
+    assert js_errors == []
+
+
+def test_answer_whose_list_was_rerendered_in_flight_updates_the_list_and_stats(
+    review: Review, page_js: Page, js_errors: list[str]
+) -> None:
+    """An add is in flight when a remove re-renders the list (out of band): the add's answer
+    (its list, the stats out of band) still reaches the page, with no htmx target errors."""
+    first = review.harness.add_item("one")
+    assert first == 1  # the page's remove form is bound to item 1
+    _open(page_js, review.url("list.html"))
+    held = _hold(page_js, "**/items/add")
+    page_js.fill("#hx-items-add-title", "two")
+    page_js.click("#add-btn")
+    add = _wait_held(page_js, held)
+    with page_js.expect_response("**/items/remove"):
+        page_js.click("#remove-1 button")
+    expect(page_js.locator("#stats")).to_have_text("0 of 0 done")
+    with page_js.expect_response("**/items/add") as answer:
+        add.continue_()
+    assert answer.value.status == 200
+    expect(page_js.locator("#item-list .title")).to_have_text(["two"])
+    expect(page_js.locator("#stats")).to_have_text("0 of 1 done")
+    assert js_errors == []
+
+
+def test_success_clears_the_errors_of_a_form_its_answer_does_not_rerender(
+    review: Review, page_js: Page, js_errors: list[str]
+) -> None:
+    """items.profile has no fragment: after a 422 and then a success, the summary, the name's
+    slot and its aria-invalid are gone. The 422 carries slots for every field of the schema;
+    those the form has no place for are dropped, not logged by htmx as missing targets."""
+    _open(page_js, f"{review.base}/")
+    form = PROFILE
+    page_js.fill(f"{form}-password", "long enough")
+    with page_js.expect_response("**/items/profile") as answer:
+        page_js.click(f"{form} button")
+    _idle(page_js, form)
+    assert answer.value.status == 422
+    assert "hx-items-profile-note01-error" in answer.value.text()  # a field this form lacks
+    expect(page_js.locator(f"{form}-name-error")).not_to_be_empty()
+    expect(page_js.locator(f"{form}-errors")).not_to_be_empty()
+    assert page_js.get_attribute(f"{form}-name", "aria-invalid") == "true"
+    assert js_errors == []  # no "htmx:oobErrorNoTarget" for the slots the form lacks
+    page_js.fill(f"{form}-name", "ann")
+    with page_js.expect_response("**/items/profile") as answer:
+        page_js.click(f"{form} button")
+    _idle(page_js, form)
+    assert answer.value.status == 200
+    expect(page_js.locator(f"{form}-name-error")).to_be_empty()
+    expect(page_js.locator(f"{form}-errors")).to_be_empty()
+    assert page_js.get_attribute(f"{form}-name", "aria-invalid") is None
+    assert review.harness.calls["profile"] == 1
+    assert js_errors == []
+
+
 # -- history -------------------------------------------------------------------------------------
 
 
@@ -463,6 +566,40 @@ def test_history_snapshot_taken_while_a_form_is_pending_restores_it_usable(
     _idle(page_js, SLOW)
     assert answer.value.status == 200
     assert review.harness.calls["slow"] == 2
+
+
+def test_form_restored_from_a_snapshot_taken_in_flight_gets_the_fresh_key(
+    review: Review, page_js: Page, js_errors: list[str]
+) -> None:
+    """The user leaves (an htmx navigation) while a submit is in flight; its answer then spends
+    the key the snapshot holds. Back on the page, the form holds the answer's fresh key, so
+    other input runs instead of being refused as a reused key."""
+    _open(page_js, review.url("profile.html"))
+    key = f"{PROFILE} input[name=_hx_key]"
+    spent = page_js.input_value(key)
+    held = _hold(page_js, "**/items/profile")
+    page_js.fill("#pname", "ann")
+    page_js.click("#profile-btn")
+    submit = _wait_held(page_js, held)
+    page_js.click("#away")
+    expect(page_js.locator("#other")).to_have_text("Another page")
+    with page_js.expect_response("**/items/profile") as answer:
+        submit.continue_()
+    page_js.unroute("**/items/profile")
+    assert answer.value.status == 200
+    fresh = answer_key(answer.value.headers)
+    assert fresh is not None and fresh != spent
+    page_js.go_back()
+    expect(page_js.locator(PROFILE)).to_have_count(1)
+    page_js.wait_for_function("window.htmx && window.hxActions")
+    assert page_js.input_value(key) == fresh
+    page_js.fill("#pname", "bea")
+    with page_js.expect_response("**/items/profile") as answer:
+        page_js.click("#profile-btn")
+    _idle(page_js, PROFILE)
+    assert answer.value.status == 200
+    assert review.harness.calls["profile"] == 2
+    assert js_errors == []
 
 
 # -- forms re-rendered by their own answer -------------------------------------------------------
