@@ -240,9 +240,8 @@
     setPending(form);
     showFailure(form, false); // a new attempt: the last failure's message goes
     followTarget(evt.detail);
-    // A form the page no longer holds when its answer comes (the user navigated with htmx)
-    // gets no htmx event this script sees; the spent key must still be known (see
-    // renewedKeys). htmx's own load handler runs first: it was set before this event.
+    // A form gone from the page when its answer comes gets no htmx event this script sees;
+    // its spent key must still be noted. (htmx's load handler, set earlier, runs first.)
     var xhr = evt.detail.xhr;
     if (xhr && typeof xhr.addEventListener === 'function') {
       xhr.addEventListener('load', function () {
@@ -251,13 +250,10 @@
     }
   });
 
-  // htmx picks the element an answer swaps into when the request leaves, and reads it back
-  // from this detail object when the answer comes. Another answer may have replaced that
-  // element by then (a toggle re-rendered the row a rename is in flight for): the answer,
-  // out-of-band parts included, would go into the detached element and be lost. Read back,
-  // the target is the element now on the page under the same id. (htmx fires no event that
-  // could retarget it then: its beforeSwap fires on the detached element and never reaches
-  // document.)
+  // htmx picks the answer's target when the request leaves and reads it back from this
+  // detail when the answer comes. If another answer replaced it meanwhile (a toggle re-rendered
+  // the row a rename is in flight for), read back it is the element now under the same id;
+  // htmx's beforeSwap would fire on the detached one, out of this script's reach.
   function followTarget(detail) {
     var target = detail.target;
     if (!target || !target.id) return;
@@ -301,7 +297,26 @@
       if (typeof d.serverResponse === 'string') d.serverResponse = withoutOrphanSlots(d.serverResponse);
     }
     if (d.shouldSwap && d.xhr) awaitingSwap.add(d.xhr);
+    if (d.shouldSwap && d.xhr && header(d.xhr, 'HX-Actions') !== null) swapForDetachedIssuer(d);
   });
+
+  // htmx looks for out-of-band targets in the sending element's tree. If another answer
+  // replaced that element in flight (an add form in the list a delete re-rendered), the tree
+  // is detached and the out-of-band parts would be lost: the swap is made here instead.
+  function swapForDetachedIssuer(d) {
+    var from = issuer(d);
+    if (!from || from.isConnected || !d.target || !d.target.isConnected) return;
+    var styled = from.closest('[hx-swap]');
+    var style = d.swapOverride || (styled && styled.getAttribute('hx-swap')) ||
+      window.htmx.config.defaultSwapStyle;
+    window.htmx.swap(d.target, d.serverResponse, {
+      swapStyle: style.split(/\s+/)[0],
+      swapDelay: 0,
+      settleDelay: window.htmx.config.defaultSettleDelay,
+      ignoreTitle: true
+    }, { contextElement: d.target, eventInfo: d });
+    d.shouldSwap = false;
+  }
 
   // An error answer carries a slot for every field of the action's schema; a form may show
   // only some of them. htmx logs an error for each out-of-band part with no place on the

@@ -50,6 +50,6 @@ def test_runtime_script_is_plain_and_small() -> None:
     assert "'use strict'" in source
     assert "window.hxActions = Object.freeze({ version: '0.1.0' })" in source
     # A guard against growth, not a target (a quarter of the lines are comments).
-    assert len(source.splitlines()) < 480
+    assert len(source.splitlines()) < 500
     # No build step and no module syntax: the file is served as a classic script.
     assert not re.search(r"^\s*(import|export)\s", source, re.M)

@@ -457,6 +457,29 @@ def test_answer_whose_row_was_rerendered_in_flight_lands_in_the_row_on_the_page(
     assert js_errors == []
 
 
+def test_answer_whose_form_was_rerendered_in_flight_still_swaps_its_out_of_band_parts(
+    review: Review, page_js: Page, js_errors: list[str]
+) -> None:
+    """A toggle is in flight when a rename re-renders the row, toggle form included. htmx looks
+    for out-of-band targets in the sending form's tree, now detached: the stats must still be
+    updated, with no htmx target errors."""
+    item = review.harness.add_item("one")
+    _open(page_js, review.url("forms.html"))
+    held = _hold(page_js, "**/items/toggle")
+    page_js.click(f"#hx-items-toggle-{item} button")
+    toggle = _wait_held(page_js, held)
+    page_js.fill(f"#hx-items-rename-{item}-title", "renamed")
+    with page_js.expect_response("**/items/rename"):
+        page_js.click(f"#hx-items-rename-{item} button")
+    expect(page_js.locator(f"#item-row-{item} .title")).to_have_text("renamed")
+    with page_js.expect_response("**/items/toggle") as answer:
+        toggle.continue_()
+    assert answer.value.status == 200
+    expect(page_js.locator("#stats")).to_have_text("1 of 1 done")
+    expect(page_js.locator(f"#item-row-{item}")).to_contain_text("(done)")
+    assert js_errors == []
+
+
 def test_answer_whose_list_was_rerendered_in_flight_updates_the_list_and_stats(
     review: Review, page_js: Page, js_errors: list[str]
 ) -> None:
