@@ -253,15 +253,18 @@
   // htmx picks the answer's target when the request leaves and reads it back from this
   // detail when the answer comes. If another answer replaced it meanwhile (a toggle re-rendered
   // the row a rename is in flight for), read back it is the element now under the same id;
-  // htmx's beforeSwap would fire on the detached one, out of this script's reach.
+  // htmx's beforeSwap would fire on the detached one, out of this script's reach. Not after
+  // the user went to another page: an element there with that id is not this page's region.
   function followTarget(detail) {
     var target = detail.target;
+    var page = window.location.href;
     if (!target || !target.id) return;
     Object.defineProperty(detail, 'target', {
       configurable: true,
       enumerable: true,
       get: function () {
-        return target.isConnected ? target : (document.getElementById(target.id) || target);
+        if (target.isConnected || window.location.href !== page) return target;
+        return document.getElementById(target.id) || target;
       },
       set: function (value) { target = value; }
     });

@@ -64,6 +64,11 @@ TEMPLATES = {
     '<button id="add-btn">Add</button>{% endcall %}'
     '{{ action_form("items.remove", bind={"id": 1}, label="Remove 1", id="remove-1") }}'
     '{{ fragment("item-list") }}{{ fragment("stats") }}</body></html>',
+    # The rows, and a link to another page that has an element with a row's id.
+    "rv-rows.html": HEAD
+    + '{{ fragment("item-list") }}<a id="away" hx-get="/show/rv-elsewhere.html"'
+    ' hx-target="body" hx-push-url="true" href="/show/rv-elsewhere.html">away</a></body></html>',
+    "rv-elsewhere.html": HEAD + '<ul><li id="item-row-1">Elsewhere</li></ul></body></html>',
     # A page without any region: mark_all's answer must not carry stats or rows.
     "rv-bare.html": HEAD + '{{ action_form("items.mark_all", label="Mark all done") }}'
     "</body></html>",
@@ -453,6 +458,29 @@ def test_answer_whose_row_was_rerendered_in_flight_lands_in_the_row_on_the_page(
     assert answer.value.status == 200
     expect(page_js.locator(f"#item-row-{item} .title")).to_have_text("renamed")
     expect(page_js.locator(f"#item-row-{item}")).to_contain_text("(done)")
+    assert review.harness.item(item)[1] == "renamed"
+    assert js_errors == []
+
+
+def test_answer_that_comes_after_the_user_went_to_another_page_is_not_swapped_there(
+    review: Review, page_js: Page, js_errors: list[str]
+) -> None:
+    """The other page has an element with the id of the row a rename was sent from: a late
+    answer is not this page's to show, and stays out of it."""
+    item = review.harness.add_item("one")
+    assert item == 1  # rv-elsewhere.html holds #item-row-1
+    _open(page_js, review.url("rows.html"))
+    held = _hold(page_js, "**/items/rename")
+    page_js.fill(f"#hx-items-rename-{item}-title", "renamed")
+    page_js.click(f"#hx-items-rename-{item} button")
+    rename = _wait_held(page_js, held)
+    page_js.click("#away")
+    expect(page_js.locator(f"#item-row-{item}")).to_have_text("Elsewhere")
+    with page_js.expect_response("**/items/rename") as answer:
+        rename.continue_()
+    assert answer.value.status == 200
+    page_js.wait_for_timeout(300)  # the answer has been handled by now
+    expect(page_js.locator(f"#item-row-{item}")).to_have_text("Elsewhere")
     assert review.harness.item(item)[1] == "renamed"
     assert js_errors == []
 
