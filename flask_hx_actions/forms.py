@@ -527,7 +527,8 @@ def field(
 ) -> Markup:
     """A labelled input with its old value, its errors and the aria attributes that tie them.
 
-    ``type`` is an input type, or ``"textarea"`` / ``"select"`` (with ``options=[(value, label)]``).
+    ``type`` is an input type, or ``"textarea"`` / ``"select"`` (with ``options=[(value, label)]``;
+    with ``multiple=True`` every old value is selected, and ``value`` may be a list).
     ``value`` is the initial value when there is no old input. Passwords and files never get a
     value back.
     """
@@ -536,7 +537,7 @@ def field(
     errors = form.state.errors.get(name, ())
     labels = form.action.validator.labels if form.action.validator else {}
     shown_label = label if label is not None else labels.get(name) or humanise(name)
-    has_old = name in form.state.values
+    has_old = form.state.has_old(name)
     current = form.state.old(name) if has_old else ("" if value is None else str(value))
     common = f' id="{escape(input_id)}" name="{escape(name)}"'
     common += f' aria-describedby="{escape(input_id)}-error"'
@@ -544,17 +545,25 @@ def field(
         common += ' aria-invalid="true"'
     common += render_attrs(attrs)
     if type == "textarea":
-        control = f"<textarea{common}>{escape(current)}</textarea>"
+        # The HTML parser drops one newline right after <textarea>: this one, not the value's.
+        control = f"<textarea{common}>\n{escape(current)}</textarea>"
     elif type == "select":
-        chosen = current
+        if has_old:
+            chosen = set(form.state.old_list(name))
+        elif isinstance(value, list | tuple | set | frozenset):
+            chosen = {str(v) for v in value}
+        else:
+            chosen = {current}
         opts = "".join(
-            f'<option value="{escape(v)}"{" selected" if str(v) == chosen else ""}>'
+            f'<option value="{escape(v)}"{" selected" if str(v) in chosen else ""}>'
             f"{escape(text)}</option>"
             for v, text in (options or ())
         )
         control = f"<select{common}>{opts}</select>"
     elif type == "checkbox":
-        checked = bool(form.state.old(name)) if has_old else bool(value)
+        # After a failed submit, a box it did not carry was unchecked (stashed as []).
+        stashed = name in form.state.values
+        checked = bool(form.state.old(name)) if stashed else bool(value)
         control = f'<input type="checkbox"{common} value="on"{" checked" if checked else ""}>'
     elif type in ("password", "file"):
         control = f'<input type="{type}"{common}>'

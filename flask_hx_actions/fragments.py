@@ -34,7 +34,7 @@ from flask.signals import before_render_template, template_rendered
 from jinja2.runtime import new_context
 from markupsafe import Markup, escape
 
-from . import forms, security, signals
+from . import forms, oldinput, security, signals
 from .context import TEMPLATE_CONTEXT, current_app_object, flags, request_values
 from .signing import freeze_scalars, remember
 
@@ -420,7 +420,8 @@ def cached_inner(
     A fragment one of whose tags this request bumped (an action's answer) is rendered, neither
     looked up (its key is new) nor stored: the page swaps it in, and the page's next full render
     stores it. That saves the answer a cache write (a Redis round trip) that a page updated in
-    place would seldom read.
+    place would seldom read. A per-user fragment on the page after a failed no-JS submit is
+    rendered the same way: its forms show that submit's errors, once.
 
     Inside the render of another cached fragment the placeholders are left for that one to fill
     when it is served (its cached HTML must not keep this render's token and keys), and HTML
@@ -432,6 +433,10 @@ def cached_inner(
     bumped = values.get("_hx_bumped_tags")
     renewed = bumped is not None and not bumped.isdisjoint(tags)  # its key is new: no lookup
     if renewed and not values.get("_hx_placeholders"):
+        return _rendered_uncached(state, fragment, params)
+    if fragment.cache == "user" and oldinput.take() is not None:
+        # The page after a failed no-JS submit: its forms show that submit's errors and typed
+        # values, which the cached HTML does not hold and must not keep for the next pages.
         return _rendered_uncached(state, fragment, params)
     key = cache_key(fragment, params, tags)
     html: str | None = None if renewed else state.fragment_cache.get(key)

@@ -2,9 +2,9 @@
 
 They travel in the session, which is usually a cookie: browsers drop cookies over ~4 KB and lose
 the whole session (CSRF token included) with them. So the stash is capped: long values are
-dropped, passwords and files are never kept, messages are shortened, and the whole entry stays
-under ``HX_ACTIONS_OLD_INPUT_MAX_BYTES``. Only one stash exists at a time; the first page that
-renders a form after it takes it out of the session.
+dropped, passwords and files are never kept, messages are shortened, and the whole entry,
+errors included, stays under ``HX_ACTIONS_OLD_INPUT_MAX_BYTES``. Only one stash exists at a time;
+the first page that renders a form after it takes it out of the session.
 """
 
 from __future__ import annotations
@@ -46,6 +46,10 @@ class FormState:
         values = self.values.get(name)
         return values[0] if values else ""
 
+    def has_old(self, name: str) -> bool:
+        """The submit carried ``name`` (a field it did not carry is stashed as ``[]``)."""
+        return bool(self.values.get(name))
+
     def old_list(self, name: str) -> Sequence[str]:
         return self.values.get(name, ())
 
@@ -78,18 +82,59 @@ def stash(
     budget = max_bytes - _size(entry)
     values: dict[str, list[str]] = {}
     for name in names:
-        if name in sensitive or name not in form:
+        if name in sensitive:
             continue
+        # A field the submit did not carry is kept as [] (an unchecked checkbox sends nothing:
+        # without this it would come back checked by its default).
         items = [v for v in form.getlist(name) if isinstance(v, str) and len(v) <= max_value]
+        if not items and name in form:
+            continue  # every value too long: the field falls back to its default
         cost = _size({name: items}) + 1
-        if items and cost <= budget:
+        if cost <= budget:
             values[name] = items
             budget -= cost
     entry["v"] = values
-    if _size(entry) > max_bytes:  # errors alone too long: keep the message and the field names
-        entry["e"] = {name: [msgs[0][:80]] for name, msgs in kept_errors.items() if msgs}
-        entry["v"] = {}
+    if _size(entry) > max_bytes:  # the errors alone are too long (see _fitted)
+        entry = _fitted(key, kept_errors, message, max_bytes)
     session[_KEY] = entry
+
+
+#: A field's error when its own message does not fit in the stash.
+_SHORT_ERROR = "Invalid value."
+
+
+def _fitted(
+    key: str, errors: Mapping[str, Sequence[str]], message: str | None, max_bytes: int
+) -> dict[str, Any]:
+    """An entry within ``max_bytes`` when the errors alone exceed it (long messages, or text
+    that JSON escapes six bytes a character, as ``{input}`` in a message can make them): no
+    values; every field marked with a short error, then as many of the first messages
+    (shortened) as fit; fields past the cap dropped (the summary still asks for corrections).
+    Always under the cap: a session cookie over ~4 KB is dropped by the browser, and with it
+    every error, value and the CSRF token."""
+    entry: dict[str, Any] = {"k": key, "e": {}, "m": None, "v": {}}
+    if message:
+        text = message[:_MESSAGE_MAX]
+        while text and _size({**entry, "m": text}) > max_bytes // 3:
+            text = text[: len(text) // 2]
+        entry["m"] = text or None
+    budget = max_bytes - _size(entry)
+    kept: dict[str, list[str]] = {}
+    for name in errors:  # first every field marked invalid, then as many messages as fit
+        cost = _size({name: [_SHORT_ERROR]}) + 1
+        if cost <= budget:
+            kept[name] = [_SHORT_ERROR]
+            budget -= cost
+    short = _size([_SHORT_ERROR])
+    for name, messages in errors.items():
+        if name in kept and messages:
+            text = str(messages[0])[:80]
+            extra = _size([text]) - short
+            if extra <= budget:
+                kept[name] = [text]
+                budget -= extra
+    entry["e"] = kept
+    return entry
 
 
 def take() -> dict[str, Any] | None:

@@ -88,7 +88,8 @@ def check_origin(request: Request, own: str, trusted: frozenset[str]) -> None:
 
     ``Sec-Fetch-Site: same-origin`` or ``none`` pass; ``same-site`` passes only with a trusted
     ``Origin``; anything else is refused. Then ``Origin``, when sent, must be this app's origin or a
-    trusted one (``null`` never is). With neither header the CSRF token decides.
+    trusted one (``null`` only with ``Sec-Fetch-Site: same-origin``: a no-referrer page's own
+    forms). With neither header the CSRF token decides.
     """
     environ = request.environ  # the headers, without EnvironHeaders (see headers.py)
     origin = environ.get("HTTP_ORIGIN")
@@ -101,6 +102,11 @@ def check_origin(request: Request, own: str, trusted: frozenset[str]) -> None:
         raise OriginRefused()
     if origin is not None:
         if origin == "null":
+            # A page with ``Referrer-Policy: no-referrer`` makes the browser send ``Origin:
+            # null`` with its own forms; ``Sec-Fetch-Site: same-origin`` (which no page can
+            # forge) then says where the form came from. Without it, null is refused.
+            if site == "same-origin":
+                return
             raise OriginRefused()
         origin = header_origin(origin)
         if origin != own and origin not in trusted:

@@ -20,6 +20,7 @@ from flask import Flask, request
 from flask.ctx import RequestContext
 from flask.testing import EnvironBuilder, FlaskClient
 from flask_wtf.csrf import generate_csrf
+from werkzeug.datastructures import MultiDict
 from werkzeug.test import TestResponse
 
 from . import security
@@ -70,10 +71,19 @@ class ActionClient(FlaskClient):
         app: Flask = self.application
         state = app.extensions["hx_actions"]
         action = state.actions[endpoint]
-        form = self.hidden_fields(endpoint, bind)
+        form = MultiDict(self.hidden_fields(endpoint, bind))
         if any(name.lower() == "idempotency-key" for name in headers or {}):
             del form["_hx_key"]
-        form.update(data or {})
+        # ``data`` replaces the hidden fields it names; a MultiDict or a list value sends a
+        # name several times (a multiple select, checkboxes of one name).
+        items = list(
+            data.items(multi=True) if isinstance(data, MultiDict) else (data or {}).items()
+        )
+        for name in {name for name, _ in items}:
+            form.poplist(name)
+        for name, value in items:
+            for one in value if isinstance(value, list) else (value,):
+                form.add(name, one)
         if htmx and regions is not None:
             form["_hx_regions"] = regions
         with app.test_request_context():

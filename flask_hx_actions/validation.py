@@ -8,6 +8,7 @@ content type), read within the action's size limits.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -141,12 +142,19 @@ def make_validator(schema: Any) -> Validator:
     )
 
 
-_SENSITIVE_WORDS = ("password", "passwd", "secret")
+#: Field names holding one of these are never kept as old input (nor are WTForms
+#: ``PasswordField``, marshmallow fields with ``metadata={"sensitive": True}`` and uploads).
+_SENSITIVE_WORDS = ("password", "passwd", "passphrase", "passcode", "secret", "token")
+#: ... or one of these as a whole part (``card_pin``, ``cvv``; not ``shipping``).
+_SENSITIVE_PARTS = frozenset({"pin", "cvv", "cvc", "otp", "ssn"})
+_NAME_PARTS = re.compile(r"[^a-z0-9]+")
 
 
 def _is_sensitive_name(name: str) -> bool:
     lowered = name.lower()
-    return any(word in lowered for word in _SENSITIVE_WORDS)
+    if any(word in lowered for word in _SENSITIVE_WORDS):
+        return True
+    return not _SENSITIVE_PARTS.isdisjoint(_NAME_PARTS.split(lowered))
 
 
 class MarshmallowValidator:

@@ -140,6 +140,8 @@ def test_csrf_token_in_the_x_csrftoken_header_is_accepted(harness):
         {"Origin": "https://evil.example"},
         {"Origin": "https://evil.example", "Sec-Fetch-Site": "same-origin"},
         {"Origin": "null"},
+        {"Origin": "null", "Sec-Fetch-Site": "same-site"},
+        {"Origin": "null", "Sec-Fetch-Site": "none"},
         {"Origin": "http://localhost:8080"},
         {"Origin": "https://localhost"},
         {"Origin": "http://localhost.evil.example"},
@@ -157,6 +159,8 @@ def test_csrf_token_in_the_x_csrftoken_header_is_accepted(harness):
         "foreign-origin",
         "foreign-origin-same-origin-fetch",
         "origin-null",
+        "origin-null-same-site",
+        "origin-null-fetch-none",
         "other-port",
         "other-scheme",
         "suffix-host",
@@ -233,8 +237,9 @@ def test_trusted_origin_does_not_relax_cross_site(tmp_path):
         {"Origin": "http://localhost:80"},
         {"Origin": "HTTP://LOCALHOST"},
         {},
+        {"Origin": "null", "Sec-Fetch-Site": "same-origin"},
     ],
-    ids=["same-origin", "none", "default-port", "upper-case", "no-headers"],
+    ids=["same-origin", "none", "default-port", "upper-case", "no-headers", "no-referrer-page"],
 )
 def test_same_origin_posts_pass_the_gate(harness, headers):
     client = harness.client()
