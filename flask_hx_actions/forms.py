@@ -353,7 +353,9 @@ def action_form(
     :param swap: htmx swap style; ``outerHTML`` for the own fragment, ``none`` without one.
     :param label: text of a submit button rendered after the fields.
     :param next: where a plain form goes after success (same-origin paths only).
-    :param id: the form's DOM id (default ``hx-<endpoint>-<bound values>``).
+    :param id: the form's DOM id (default ``hx-<endpoint>-<bound values>``). Give one to each
+        of several forms of one action and bound values on a page: a failed no-JS submit then
+        shows its errors and typed values in the form that sent it only.
     :param attrs: more attributes: ``class_="x"`` -> ``class="x"``, ``hx_confirm=...`` ->
         ``hx-confirm=...``; ``True`` renders a bare attribute, ``False``/``None`` none.
     """
@@ -372,7 +374,7 @@ def action_form(
         bind is None or plan.bound_set is None or bind.keys() != plan.bound_set
     ):
         action.check_bind(bind or {})
-    form_state = oldinput.state_for_form(endpoint, bind)
+    form_state = oldinput.state_for_form(endpoint, bind, id)
     tags = _declared_tags(action, bind)
     frozen = freeze_scalars(bind) if not attrs else None
     if frozen is not None:
@@ -385,6 +387,8 @@ def action_form(
         known = _form_head(plan, endpoint, bind, target, swap, id, tags, attrs)
     form_id, opening = known
     head = [opening, hidden_inputs(action, bind, next, app=app, state=state, frozen=frozen)]
+    if id is not None:  # which of several forms of this action failed (oldinput.form_key)
+        head.append(f'<input type="hidden" name="{oldinput.FORM_ID_FIELD}" value="{escape(id)}">')
     if form_state is not oldinput.EMPTY_STATE:  # old input after a no-JS failure
         head.append(error_summary(form_id, form_state.errors, form_state.message, plan.labels))
     # An empty summary is not rendered: only hx-actions.js uses it (as the target of error

@@ -26,11 +26,20 @@ _MESSAGE_MAX = 300
 _MAX_FIELDS = 30
 
 
-def form_key(endpoint: str, bound: Mapping[str, Any] | None) -> str:
-    """Which rendered form a stash belongs to: the action plus its bound values."""
-    if not bound:
+#: The hidden field of a form given its own ``id=``: two forms of one action and bound values
+#: on a page (a form at the top and at the bottom) then keep their failures apart.
+FORM_ID_FIELD = "_hx_form"
+_FORM_ID_MAX = 128
+
+
+def form_key(endpoint: str, bound: Mapping[str, Any] | None, form_id: str | None = None) -> str:
+    """Which rendered form a stash belongs to: the action, its bound values and the ``id=`` the
+    template gave it, if any."""
+    if not bound and not form_id:
         return endpoint
-    raw = json.dumps(bound, sort_keys=True, separators=(",", ":"), default=str)
+    raw = json.dumps(bound or {}, sort_keys=True, separators=(",", ":"), default=str)
+    if form_id:
+        raw += "#" + form_id[:_FORM_ID_MAX]
     return f"{endpoint}|{hashlib.blake2s(raw.encode(), digest_size=6).hexdigest()}"
 
 
@@ -157,12 +166,14 @@ def state_for(key: str) -> FormState:
     )
 
 
-def state_for_form(endpoint: str, bound: Mapping[str, Any] | None) -> FormState:
-    """:func:`state_for` of the form of ``endpoint`` with ``bound``; without a stash in this
-    request (the usual case) it costs no key computation."""
+def state_for_form(
+    endpoint: str, bound: Mapping[str, Any] | None, form_id: str | None = None
+) -> FormState:
+    """:func:`state_for` of the form of ``endpoint`` with ``bound`` (and its own ``id=``);
+    without a stash in this request (the usual case) it costs no key computation."""
     if take() is None:
         return EMPTY_STATE
-    return state_for(form_key(endpoint, bound))
+    return state_for(form_key(endpoint, bound, form_id))
 
 
 def _size(value: Any) -> int:

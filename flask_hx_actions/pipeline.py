@@ -500,7 +500,7 @@ def respond_failure(
         validator = action.validator
         oldinput.stash(
             app,
-            oldinput.form_key(action.endpoint, bound),
+            oldinput.form_key(action.endpoint, bound, request.form.get(oldinput.FORM_ID_FIELD)),
             request.form,
             validator.input_names if validator else (),
             validator.sensitive if validator else frozenset(),

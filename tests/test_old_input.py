@@ -63,6 +63,14 @@ def make_app(**config: Any) -> Flask:
     def page() -> str:
         return render_template_string(FORM)
 
+    @app.get("/twice")
+    def twice() -> str:
+        return render_template_string(
+            "{% for where in ('top', 'bottom') %}"
+            "{% call action_form('o.save', id='note-' ~ where) %}{{ field('note') }}"
+            "<button>Save</button>{% endcall %}{% endfor %}"
+        )
+
     @app.get("/cached")
     def cached() -> str:
         return render_template_string("{{ fragment('note') }}")
@@ -90,6 +98,19 @@ def test_an_unchecked_box_comes_back_unchecked_and_every_chosen_option_selected(
     fresh = client.get("/").text  # shown once: the defaults again
     assert "checked" in _field(fresh, "hx-o-save-subscribe")
     assert '<option value="r" selected>' in _field(fresh, "hx-o-save-colors")
+
+
+def test_of_two_forms_of_one_action_only_the_one_that_failed_shows_it() -> None:
+    client = make_app().test_client()
+    client.get("/twice")
+    data = {"note": "typed at the bottom", "_hx_form": "note-bottom"}
+    client.submit("o.save", data, referrer="http://localhost/twice")
+    page = client.get("/twice").text
+    assert page.count("typed at the bottom") == 1
+    assert page.count("Longer than maximum length 5.") == 2  # the slot and the summary
+    assert 'value="typed at the bottom"' in _field(page, "note-bottom-note")
+    assert 'value=""' in _field(page, "note-top-note")
+    assert 'name="_hx_form" value="note-top"' in page
 
 
 def test_a_textarea_keeps_its_leading_newline() -> None:
