@@ -180,6 +180,7 @@ class HxActions:
             hx_actions_head=forms.hx_actions_head,
             field=forms.field,
             old=forms.old,
+            old_list=forms.old_list,
             field_errors=forms.field_errors,
             # The names hx_actions/macros.html calls (its macros shadow the names above).
             hx_action_form_impl=forms.action_form,

@@ -514,6 +514,12 @@ def old(name: str) -> str:
     return _current_form("old").state.old(name)
 
 
+def old_list(name: str) -> list[str]:
+    """Every value the user sent for ``name`` before a failed no-JS submit (checkboxes of one
+    name, a multiple select), or ``[]``."""
+    return list(_current_form("old_list").state.old_list(name))
+
+
 def field_errors(name: str) -> Markup:
     """The error slot of ``name`` (with its errors): put it under a hand-written input."""
     form = _current_form("field_errors")

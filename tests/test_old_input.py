@@ -71,6 +71,14 @@ def make_app(**config: Any) -> Flask:
             "<button>Save</button>{% endcall %}{% endfor %}"
         )
 
+    @app.get("/group")
+    def group() -> str:
+        return render_template_string(
+            "{% call action_form('o.save') %}{{ field('note') }}"
+            "{% for c in ('r', 'g', 'b') %}<input type='checkbox' name='colors' value='{{ c }}'"
+            "{% if c in old_list('colors') %} checked{% endif %}>{% endfor %}{% endcall %}"
+        )
+
     @app.get("/cached")
     def cached() -> str:
         return render_template_string("{{ fragment('note') }}")
@@ -111,6 +119,16 @@ def test_of_two_forms_of_one_action_only_the_one_that_failed_shows_it() -> None:
     assert 'value="typed at the bottom"' in _field(page, "note-bottom-note")
     assert 'value=""' in _field(page, "note-top-note")
     assert 'name="_hx_form" value="note-top"' in page
+
+
+def test_old_list_gives_every_value_of_a_hand_written_checkbox_group() -> None:
+    client = make_app().test_client()
+    client.get("/group")
+    data = MultiDict([("note", "far too long"), ("colors", "r"), ("colors", "b")])
+    client.submit("o.save", data, referrer="http://localhost/group")
+    page = client.get("/group").text
+    assert "value='r' checked" in page and "value='b' checked" in page
+    assert "value='g'>" in page
 
 
 def test_a_textarea_keeps_its_leading_newline() -> None:
