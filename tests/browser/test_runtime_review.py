@@ -439,23 +439,33 @@ def _wait_held(page: Page, held: list[Any]) -> Any:
     raise AssertionError("the request was not sent")
 
 
+def _release(page: Page, route: Any, pattern: str) -> None:
+    """Let a held request go; its answer is a success."""
+    with page.expect_response(pattern) as answer:
+        route.continue_()
+    assert answer.value.status == 200
+
+
+def _send_held_rename(review: Review, page: Page, template: str, item: int) -> Any:
+    """Open ``template``, rename ``item`` to "renamed": the request waits in the browser."""
+    _open(page, review.url(template))
+    held = _hold(page, "**/items/rename")
+    page.fill(f"#hx-items-rename-{item}-title", "renamed")
+    page.click(f"#hx-items-rename-{item} button")
+    return _wait_held(page, held)
+
+
 def test_answer_whose_row_was_rerendered_in_flight_lands_in_the_row_on_the_page(
     review: Review, page_js: Page, js_errors: list[str]
 ) -> None:
     """A rename is in flight when a toggle re-renders the same row: htmx chose the old row as
     the rename's target, and the rename's answer must still show, in the row now on the page."""
     item = review.harness.add_item("one")
-    _open(page_js, review.url("forms.html"))
-    held = _hold(page_js, "**/items/rename")
-    page_js.fill(f"#hx-items-rename-{item}-title", "renamed")
-    page_js.click(f"#hx-items-rename-{item} button")
-    rename = _wait_held(page_js, held)
+    rename = _send_held_rename(review, page_js, "forms.html", item)
     with page_js.expect_response("**/items/toggle"):
         page_js.click(f"#hx-items-toggle-{item} button")
     expect(page_js.locator(f"#item-row-{item}")).to_contain_text("(done)")
-    with page_js.expect_response("**/items/rename") as answer:
-        rename.continue_()
-    assert answer.value.status == 200
+    _release(page_js, rename, "**/items/rename")
     expect(page_js.locator(f"#item-row-{item} .title")).to_have_text("renamed")
     expect(page_js.locator(f"#item-row-{item}")).to_contain_text("(done)")
     assert review.harness.item(item)[1] == "renamed"
@@ -469,16 +479,10 @@ def test_answer_that_comes_after_the_user_went_to_another_page_is_not_swapped_th
     answer is not this page's to show, and stays out of it."""
     item = review.harness.add_item("one")
     assert item == 1  # rv-elsewhere.html holds #item-row-1
-    _open(page_js, review.url("rows.html"))
-    held = _hold(page_js, "**/items/rename")
-    page_js.fill(f"#hx-items-rename-{item}-title", "renamed")
-    page_js.click(f"#hx-items-rename-{item} button")
-    rename = _wait_held(page_js, held)
+    rename = _send_held_rename(review, page_js, "rows.html", item)
     page_js.click("#away")
     expect(page_js.locator(f"#item-row-{item}")).to_have_text("Elsewhere")
-    with page_js.expect_response("**/items/rename") as answer:
-        rename.continue_()
-    assert answer.value.status == 200
+    _release(page_js, rename, "**/items/rename")
     page_js.wait_for_timeout(300)  # the answer has been handled by now
     expect(page_js.locator(f"#item-row-{item}")).to_have_text("Elsewhere")
     assert review.harness.item(item)[1] == "renamed"
@@ -500,9 +504,7 @@ def test_answer_whose_form_was_rerendered_in_flight_still_swaps_its_out_of_band_
     with page_js.expect_response("**/items/rename"):
         page_js.click(f"#hx-items-rename-{item} button")
     expect(page_js.locator(f"#item-row-{item} .title")).to_have_text("renamed")
-    with page_js.expect_response("**/items/toggle") as answer:
-        toggle.continue_()
-    assert answer.value.status == 200
+    _release(page_js, toggle, "**/items/toggle")
     expect(page_js.locator("#stats")).to_have_text("1 of 1 done")
     expect(page_js.locator(f"#item-row-{item}")).to_contain_text("(done)")
     assert js_errors == []
@@ -523,9 +525,7 @@ def test_answer_whose_list_was_rerendered_in_flight_updates_the_list_and_stats(
     with page_js.expect_response("**/items/remove"):
         page_js.click("#remove-1 button")
     expect(page_js.locator("#stats")).to_have_text("0 of 0 done")
-    with page_js.expect_response("**/items/add") as answer:
-        add.continue_()
-    assert answer.value.status == 200
+    _release(page_js, add, "**/items/add")
     expect(page_js.locator("#item-list .title")).to_have_text(["two"])
     expect(page_js.locator("#stats")).to_have_text("0 of 1 done")
     assert js_errors == []
