@@ -280,7 +280,20 @@ def hidden_inputs(
         parts.append(f'<input type="hidden" name="_hx_bound" value="{token}">')
     if next_url is not None:
         parts.append(f'<input type="hidden" name="next" value="{escape(next_url)}">')
+        back = None if placeholders else _page_path()
+        if back is not None:
+            parts.append(f'<input type="hidden" name="_hx_back" value="{escape(back)}">')
     return "".join(parts)
+
+
+def _page_path() -> str | None:
+    """The path and query of the page being rendered (a GET other than the fragment endpoint),
+    for ``responses.BACK_FIELD``; None for an action's answer or a fragment."""
+    req = request._get_current_object()  # type: ignore[attr-defined]
+    if req.method != "GET" or req.endpoint == "hx_actions.fragment":
+        return None
+    query = req.query_string.decode("latin-1")
+    return f"{req.path}?{query}" if query else str(req.path)
 
 
 class _FormPlan:

@@ -41,6 +41,10 @@ ACTIONS_HEADER = "HX-Actions"
 _KEY_PARAMETER = re.compile(r";\s*key=([A-Za-z0-9_-]+)")
 #: The form field of a plain form's target after success (``action_form(next=...)``).
 NEXT_FIELD = "next"
+#: The page a form with ``next=`` was rendered on: where a failed no-JS submit goes back to when
+#: the browser sends no ``Referer`` (a page with ``Referrer-Policy: no-referrer``), rather than
+#: to ``next``, the page that says it worked.
+BACK_FIELD = "_hx_back"
 _DOM_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_:.-]{0,200}$")
 _SERVER_ERROR = "Something went wrong on our side. Please try again."
 
@@ -75,11 +79,13 @@ def success_target(app: Flask) -> str:
 
 
 def back_target(app: Flask) -> str:
-    """After a failure: back to the page the form was on (else ``next``, else the default)."""
+    """After a failure: back to the page the form was on (its ``Referer``, else the page the
+    form says it was rendered on), else ``next``, else the default."""
     own = _own(app)
     next_url, referrer = _next_and_referrer()
     return (
         safe_target(referrer, own)
+        or safe_target(form_value(current_request().form, BACK_FIELD), own)
         or safe_target(next_url, own)
         or app.config["HX_ACTIONS_DEFAULT_REDIRECT"]
     )

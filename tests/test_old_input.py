@@ -79,6 +79,12 @@ def make_app(**config: Any) -> Flask:
             "{% if c in old_list('colors') %} checked{% endif %}>{% endfor %}{% endcall %}"
         )
 
+    @app.get("/with-next")
+    def with_next() -> str:
+        return render_template_string(
+            "{% call action_form('o.save', next='/done') %}{{ field('note') }}{% endcall %}"
+        )
+
     @app.get("/cached")
     def cached() -> str:
         return render_template_string("{{ fragment('note') }}")
@@ -129,6 +135,23 @@ def test_old_list_gives_every_value_of_a_hand_written_checkbox_group() -> None:
     page = client.get("/group").text
     assert "value='r' checked" in page and "value='b' checked" in page
     assert "value='g'>" in page
+
+
+def test_without_a_referer_a_failure_goes_back_to_the_form_not_to_next() -> None:
+    """A page with ``Referrer-Policy: no-referrer`` posts without ``Referer``: the failure went
+    to ``next``, the page that says it worked, and the errors waited for another page."""
+    client = make_app().test_client()
+    page = client.get("/with-next?x=1").text
+    back = re.search(r'name="_hx_back" value="([^"]*)"', page)
+    assert back and back.group(1) == "/with-next?x=1"
+    fields = {"next": "/done", "_hx_back": back.group(1)}  # what the form holds
+    failed = client.submit("o.save", {**fields, "note": "far too long"})
+    assert failed.status_code == 303 and failed.headers["Location"] == "/with-next?x=1"
+    assert "far too long" in client.get("/with-next?x=1").text
+    hostile = client.submit("o.save", {**fields, "note": "too long", "_hx_back": "//evil.example/"})
+    assert hostile.headers["Location"] == "/done"  # only same-origin paths are followed
+    done = client.submit("o.save", {**fields, "note": "fine"})
+    assert done.headers["Location"] == "/done"
 
 
 def test_a_textarea_keeps_its_leading_newline() -> None:
