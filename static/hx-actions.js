@@ -292,7 +292,8 @@
   // carry out-of-band error slots. A 204 has nothing to swap and keeps htmx's default.
   document.addEventListener('htmx:beforeSwap', function (evt) {
     var d = evt.detail;
-    if (header(d.xhr, 'HX-Actions') !== null) {
+    var ours = header(d.xhr, 'HX-Actions') !== null;
+    if (ours) {
       if (d.xhr.status !== 204) {
         d.shouldSwap = true;
         d.isError = false;
@@ -300,7 +301,7 @@
       if (typeof d.serverResponse === 'string') d.serverResponse = withoutOrphanSlots(d.serverResponse);
     }
     if (d.shouldSwap && d.xhr) awaitingSwap.add(d.xhr);
-    if (d.shouldSwap && d.xhr && header(d.xhr, 'HX-Actions') !== null) swapForDetachedIssuer(d);
+    if (d.shouldSwap && ours) swapForDetachedIssuer(d);
   });
 
   // htmx looks for out-of-band targets in the sending element's tree. If another answer
