@@ -29,7 +29,12 @@ sys.path.insert(0, str(BENCH))
 
 import run  # noqa: E402
 
-MODULES = {"baseline": "baseline_app", "checked": "checked_app", "library": "library_app"}
+MODULES = {
+    "baseline": "baseline_app",
+    "checked": "checked_app",
+    "floor": "floor_app",
+    "library": "library_app",
+}
 #: --kind -> run.py's (endpoint, variant) of that point.
 POINTS = {"page": ("GET /", "page"), "htmx": ("toggle", "htmx"), "plain": ("toggle", "no-JS (303)")}
 TICKS = os.sysconf("SC_CLK_TCK")

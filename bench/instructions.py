@@ -228,7 +228,9 @@ def served_count(system: str, kind: str, count: int) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--system", choices=("library", "baseline", "checked"), action="append")
+    parser.add_argument(
+        "--system", choices=("library", "baseline", "checked", "floor"), action="append"
+    )
     parser.add_argument("--kind", choices=KINDS, action="append")
     parser.add_argument("-n", type=int, default=0, help="requests (default 300, 10 for the page)")
     parser.add_argument("--server", action="store_true", help="count in a gunicorn worker")

@@ -1,6 +1,7 @@
 """The benchmark driver: the workload of ../shared/bench/WORKLOAD.md on the library app, on a
 hand-wired Flask + htmx baseline, and on the same baseline with the library's protections written
-by hand (baseline+checks), all under gunicorn (2 sync workers), measured with wrk.
+by hand (baseline+checks), and the floor (the protections the workload requires and nothing else,
+written as cheaply as the stack allows), all under gunicorn (2 sync workers), measured with wrk.
 
 Use ``bench/run`` (it installs what is missing, then calls this file):
 
@@ -10,13 +11,13 @@ Use ``bench/run`` (it installs what is missing, then calls this file):
     ROUNDS=3 bench/run         # every point 3 times, interleaved; the median round is reported
     VARIANTS=none bench/run    # only the in-memory systems (default: VARIANTS=cache,idem,pg)
 
-It starts every app (baseline, baseline+checks, library, library with WIDGETS=200, with Redis
+It starts every app (baseline, baseline+checks, floor, library, library with WIDGETS=200, with Redis
 on 127.0.0.1:6379 the variants library+cache and library+idem, and with PostgreSQL on
 127.0.0.1:5432 baseline+pg, library+pg and library+pg (keys off)) under gunicorn on a free port
 of 127.0.0.1, waits until ``GET /`` answers,
 checks correctness (200 rows, "66 of 200 done", an htmx toggle flips its row and moves the
-stats, a no-JS toggle answers 303 and flips the row; with the library and baseline+checks also
-that a toggle without a CSRF token or from another origin is refused), then measures each point
+stats, a no-JS toggle answers 303 and flips the row; with the library, baseline+checks and floor
+also that a toggle without a CSRF token or from another origin is refused), then measures each point
 with wrk (closed loop) at ``-t1 -c1`` and ``-t2 -c16``, the systems back to back per point so
 that background load on the machine hits them alike. The library's toggle carries the CSRF
 token, the signed bound id and the session cookie read from the page, as a browser would send
@@ -30,6 +31,14 @@ the row id signed into the form (itsdangerous, salted with a per-session id) for
 ``POST /todos/toggle``. Its toggle replays the page's token and signed id with the session
 cookie. baseline+checks ÷ baseline is what the checks cost; library ÷ baseline+checks (its own
 table, and informational lines under the targets) is what the library adds on top of them.
+
+``floor`` (apps/floor_app.py) is the baseline plus only what the workload and the issues require of
+a toggle, hand-written as cheaply as this stack allows: no Flask session, no Flask-WTF, one
+``hmac.digest`` per check (a session cookie of a random id, a CSRF token derived from it, a row id
+signed with a time stamp), the re-rendered row's form with a fresh key, a new signed id and the
+token, and ``Vary`` and ``Cache-Control: no-store`` on the answer. floor ÷ baseline is what the
+required protections cost on this server whoever writes them; library ÷ floor is what the library
+costs beyond them (its own table and lines under the targets).
 
 The variants (``VARIANTS``, all by default; skipped with a message when Redis or PostgreSQL does
 not answer):
@@ -501,7 +510,7 @@ def check(system: str, browser: Browser, widgets: int, shared: bool = False) -> 
     done = check_page(system, page, widgets)
     if done != INITIAL_DONE:
         raise BenchError(f"{system}: GET / says {done} of 200 done, expected {INITIAL_DONE}")
-    if system.startswith("library") or system == CHECKED:
+    if system.startswith("library") or system in (CHECKED, FLOOR):
         check_refusals(system, browser)
     if system.startswith("library"):
         check_regions_field(system, browser)
@@ -764,10 +773,12 @@ class System:
 ALL_POINTS = (("GET /", "page"), ("toggle", "htmx"), ("toggle", "no-JS (303)"))
 
 CHECKED = "baseline+checks"  # the baseline with the library's protections written by hand
+FLOOR = "floor"  # the baseline with only the required protections, written as cheaply as possible
 
 SYSTEMS = (
     System("baseline", "baseline_app", 20, ALL_POINTS),
     System(CHECKED, "checked_app", 20, ALL_POINTS),
+    System(FLOOR, "floor_app", 20, ALL_POINTS),
     System("library", "library_app", 20, ALL_POINTS),
     System("library", "library_app", 200, (("toggle", "htmx, 200 widgets"),)),
 )
@@ -1234,16 +1245,21 @@ def markdown(rows: list[dict[str, Any]], duration: str, rounds: int, load: str) 
             f"| {r['system']} | {r['endpoint']} | {r['variant']} | {r['concurrency']} | "
             f"{r['rps']:.2f}x | {r['p50_ms']:.2f}x | {r['p99_ms']:.2f}x | {r['bytes']:.2f}x |"
         )
-    overhead = checked_rows(rows)
-    if overhead:
+    for reference, what in (
+        (CHECKED, "the same protections written by hand as a careful developer would"),
+        (FLOOR, "only the required protections, written as cheaply as the stack allows"),
+    ):
+        overhead = library_rows(rows, reference)
+        if not overhead:
+            continue
         out += [
             "",
-            f"Library ÷ {CHECKED} (the same protections written by hand; same point; "
-            f"µs/request = 1e6 ÷ req/s, library minus {CHECKED}: what the library adds per "
-            "request beyond the checks themselves, at c=1; at c=16 two workers share the load):",
+            f"Library ÷ {reference} ({what}; same point; µs/request = 1e6 ÷ req/s, library "
+            f"minus {reference}: what the library adds per request beyond those checks, at "
+            "c=1; at c=16 two workers share the load):",
             "",
             "| system | endpoint | variant | concurrency | req/s | p50 "
-            f"| µs/request vs {CHECKED} |",
+            f"| µs/request vs {reference} |",
             "| --- | --- | --- | ---: | ---: | ---: | ---: |",
         ]
         for r in overhead:
@@ -1345,11 +1361,11 @@ def variant_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def checked_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def library_rows(rows: list[dict[str, Any]], reference: str) -> list[dict[str, Any]]:
     """Each in-memory library system's point (the plain library and its Redis variants) against
-    the same point of baseline+checks."""
+    the same point of ``reference`` (baseline+checks or floor)."""
     return rows_against(
-        rows, lambda name: name.startswith("library") and name not in PG_LIBRARIES, CHECKED
+        rows, lambda name: name.startswith("library") and name not in PG_LIBRARIES, reference
     )
 
 
@@ -1389,17 +1405,19 @@ def target_lines(rows: list[dict[str, Any]]) -> list[str]:
     def verdict(ok: bool) -> str:
         return "met" if ok else "NOT met"
 
-    def speed_targets(system: str, baseline: str, label: str) -> None:
-        """The 0.85x req/s target of each point, ``system`` against ``baseline``."""
+    def speed_targets(system: str, baseline: str, label: str, target: bool = True) -> None:
+        """The 0.85x req/s target of each point, ``system`` against ``baseline`` (``target``
+        False: the ratio only, for information)."""
         for endpoint, variant in TARGET_POINTS:
             for conc in (1, 16):
                 lib = _find(rows, system, endpoint, variant, conc)
                 base = _find(rows, baseline, endpoint, variant, conc)
                 if lib and base:
                     ratio = paired(lib, base, "rps")
+                    judged = f" (target >= 0.85x): {verdict(ratio >= 0.85)}" if target else ""
                     lines.append(
-                        f"{label}{endpoint} {variant}, c={conc}: {ratio:.2f}x {baseline} req/s "
-                        f"(target >= 0.85x): {verdict(ratio >= 0.85)}"
+                        f"{label}{endpoint} {variant}, c={conc}: {ratio:.2f}x {baseline} req/s"
+                        + judged
                     )
 
     speed_targets("library", "baseline", "")
@@ -1434,13 +1452,17 @@ def target_lines(rows: list[dict[str, Any]]) -> list[str]:
                 f"req/s, {ratio:.2f}x baseline{vs_lib} (target >= 1.5x baseline): "
                 f"{verdict(ratio >= 1.5)}"
             )
-    for r in checked_rows(rows):
-        if r["system"] == "library":
-            lines.append(
-                f"library vs {CHECKED}, {r['endpoint']} {r['variant']}, c={r['concurrency']}: "
-                f"{r['rps']:.2f}x req/s ({r['us_per_request']:+,.0f} µs/request; information, "
-                "no target)"
-            )
+    speed_targets(
+        FLOOR, "baseline", "the required protections alone, hand-written (floor), ", target=False
+    )
+    for reference in (CHECKED, FLOOR):
+        for r in library_rows(rows, reference):
+            if r["system"] == "library":
+                lines.append(
+                    f"library vs {reference}, {r['endpoint']} {r['variant']}, "
+                    f"c={r['concurrency']}: {r['rps']:.2f}x req/s "
+                    f"({r['us_per_request']:+,.0f} µs/request; information, no target)"
+                )
     speed_targets(
         "library+pg",
         "baseline+pg",

@@ -1,0 +1,157 @@
+"""The floor: the benchmark workload with exactly the protections the issues require of a toggle,
+written by hand as cheaply as this stack allows (no library, no Flask session, no Flask-WTF).
+
+What a toggle must do beyond the baseline (``../shared/bench/WORKLOAD.md`` and issues 4 and 5):
+refuse cross-site posts (``Sec-Fetch-Site`` / ``Origin``), check a CSRF token tied to the browser
+session, read a row id that was signed for this session and is not expired, re-render the row's
+form with a fresh idempotency key, a new signed id and the token, and answer with
+``Vary: HX-Request, Cookie`` and ``Cache-Control: no-store``. Everything else the library does
+(idempotency store, tags, regions, signals, request ids, old input, ...) is left out.
+
+The session is a cookie holding a random id and its HMAC; the CSRF token is an HMAC of that id
+(a stateless synchronizer token); a bound id is ``<id>.<unix time>.<HMAC of session, action, id
+and time>``. Each is one ``hmac.digest`` call. The session cookie is found in the ``Cookie``
+header and the body parsed with ``parse_qsl``, skipping Werkzeug's parsers, as the library does.
+That is as little work as a correct check can do in Python on Flask. It exists so the bench can
+say what the required checks cost on their own: floor ÷ baseline is what the workload's
+protections cost on this server whoever writes them, and library ÷ floor is what the library adds
+beyond them.
+
+Run: ``gunicorn --chdir bench/apps floor_app:app``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import os
+import secrets
+import time
+from pathlib import Path
+from urllib.parse import parse_qsl
+
+import data
+from data import TODOS, WIDGETS, done_count
+from flask import Flask, Response, abort, g, render_template, request
+from jinja2 import ChoiceLoader, FileSystemLoader
+
+STATIC = Path(__file__).resolve().parents[2] / "static"
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+
+app = Flask(__name__, static_folder=str(STATIC))
+app.jinja_loader = ChoiceLoader(
+    [FileSystemLoader(TEMPLATES / "floor"), FileSystemLoader(TEMPLATES / "baseline")]
+)
+KEY = os.environ.get("BENCH_SECRET_KEY", "bench-only-secret-key").encode()
+COOKIE = "sid"
+BOUND_MAX_AGE = 86400  # seconds a signed row id stays valid
+MAX_BODY = 64 * 1024  # bytes of a toggle's body read at most
+ANSWER_HEADERS = {"Vary": "HX-Request, Cookie", "Cache-Control": "no-store"}
+
+
+def mac(message: str) -> str:
+    digest = hmac.digest(KEY, message.encode(), "sha256")[:18]
+    return base64.urlsafe_b64encode(digest).decode()
+
+
+def session_id() -> str | None:
+    """The session id of a valid session cookie, else None. The ``Cookie`` header is searched
+    for the one cookie by hand: ``request.cookies`` parses every cookie into a dict first."""
+    header = request.environ.get("HTTP_COOKIE", "")
+    start = header.find(COOKIE + "=")
+    if start < 0 or (start and header[start - 1] not in " ;"):
+        return None
+    value = header[start + len(COOKIE) + 1 :].split(";", 1)[0].strip()
+    sid, _, tag = value.partition(".")
+    if sid and hmac.compare_digest(tag, mac("sid|" + sid)):
+        return sid
+    return None
+
+
+@app.template_global()
+def fresh_key() -> str:
+    return secrets.token_urlsafe(16)
+
+
+@app.template_global()
+def bound_id(id: int) -> str:
+    stamp = int(time.time())
+    return f"{id}.{stamp}.{mac(f'bound|{g.sid}|toggle|{id}|{stamp}')}"
+
+
+def read_bound(sid: str, token: str) -> int | None:
+    id_text, _, rest = token.partition(".")
+    stamp_text, _, tag = rest.partition(".")
+    if not (id_text.isdigit() and stamp_text.isdigit()):
+        return None
+    if time.time() - int(stamp_text) > BOUND_MAX_AGE:
+        return None
+    if not hmac.compare_digest(tag, mac(f"bound|{sid}|toggle|{id_text}|{stamp_text}")):
+        return None
+    return int(id_text)
+
+
+def form_fields() -> dict[str, str]:
+    """The urlencoded body's fields, parsed straight from the stream (``request.form`` goes
+    through Werkzeug's form parser and its ``MultiDict``, several times slower)."""
+    if request.mimetype != "application/x-www-form-urlencoded":
+        return {}
+    length = min(request.content_length or 0, MAX_BODY)
+    return dict(parse_qsl(request.stream.read(length).decode()))
+
+
+def answer(body: str, status: int = 200, location: str | None = None) -> Response:
+    response = Response(body, status, ANSWER_HEADERS)
+    if location is not None:
+        response.headers["Location"] = location
+    return response
+
+
+@app.get("/")
+def index() -> Response:
+    sid = session_id()
+    new = sid is None
+    g.sid = sid = sid or secrets.token_urlsafe(12)
+    html = render_template(
+        "index.html",
+        todos=data.all_todos(),
+        done=done_count(),
+        total=len(TODOS),
+        widgets=WIDGETS,
+        csrf=mac("csrf|" + sid),
+    )
+    response = answer(html)
+    if new:
+        response.set_cookie(COOKIE, f"{sid}.{mac('sid|' + sid)}", httponly=True, samesite="Lax")
+    return response
+
+
+@app.post("/todos/toggle")
+def toggle() -> Response:
+    site = request.headers.get("Sec-Fetch-Site")
+    if site is not None and site not in ("same-origin", "none"):
+        abort(403)
+    origin = request.headers.get("Origin")
+    if origin is not None and origin != f"{request.scheme}://{request.host}":
+        abort(403)
+    sid = session_id()
+    if sid is None:
+        abort(400)
+    csrf = mac("csrf|" + sid)
+    form = form_fields()
+    if not hmac.compare_digest(form.get("csrf_token", ""), csrf):
+        abort(400)
+    id = read_bound(sid, form.get("bound", ""))
+    if id is None:
+        abort(400)
+    todo = data.toggle(id)
+    if todo is None:
+        abort(404)
+    data.commit()
+    if request.headers.get("HX-Request") == "true":
+        g.sid = sid
+        html = render_template(
+            "_toggled.html", t=todo, done=done_count(), total=len(TODOS), csrf=csrf
+        )
+        return answer(html)
+    return answer("", 303, "/")
