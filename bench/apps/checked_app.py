@@ -15,26 +15,16 @@ from __future__ import annotations
 
 import os
 import secrets
-from pathlib import Path
 
 import data
 from data import TODOS, WIDGETS, done_count
-from flask import Flask, abort, g, redirect, render_template, request, session, url_for
+from flask import abort, g, redirect, render_template, request, session, url_for
 from flask_wtf.csrf import CSRFProtect
 from itsdangerous import BadData, URLSafeTimedSerializer
-from jinja2 import ChoiceLoader, FileSystemLoader
+from over_baseline import app_over_baseline
 
-# htmx itself is served from the repository's vendored copy (a plain static file).
-STATIC = Path(__file__).resolve().parents[2] / "static"
-
-TEMPLATES = Path(__file__).resolve().parent / "templates"
-
-app = Flask(__name__, static_folder=str(STATIC))
-# Only the row differs from the baseline (its form carries the CSRF token and the signed id);
-# the page, the stats and the htmx answer are the baseline's own templates, which include it.
-app.jinja_loader = ChoiceLoader(
-    [FileSystemLoader(TEMPLATES / "checked"), FileSystemLoader(TEMPLATES / "baseline")]
-)
+# Only the row differs from the baseline (its form carries the CSRF token and the signed id).
+app = app_over_baseline(__name__, "checked")
 # Fixed, so every gunicorn worker signs and verifies session cookies, CSRF tokens and bound ids
 # with the same key.
 app.secret_key = os.environ.get("BENCH_SECRET_KEY", "bench-only-secret-key")

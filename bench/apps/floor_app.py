@@ -27,21 +27,15 @@ import hmac
 import os
 import secrets
 import time
-from pathlib import Path
 from urllib.parse import parse_qsl
 
 import data
 from data import TODOS, WIDGETS, done_count
-from flask import Flask, Response, abort, g, render_template, request
-from jinja2 import ChoiceLoader, FileSystemLoader
+from flask import Response, abort, g, render_template, request
+from over_baseline import app_over_baseline
 
-STATIC = Path(__file__).resolve().parents[2] / "static"
-TEMPLATES = Path(__file__).resolve().parent / "templates"
-
-app = Flask(__name__, static_folder=str(STATIC))
-app.jinja_loader = ChoiceLoader(
-    [FileSystemLoader(TEMPLATES / "floor"), FileSystemLoader(TEMPLATES / "baseline")]
-)
+# Only the row differs from the baseline (its form carries the token, the key and the signed id).
+app = app_over_baseline(__name__, "floor")
 KEY = os.environ.get("BENCH_SECRET_KEY", "bench-only-secret-key").encode()
 COOKIE = "sid"
 BOUND_MAX_AGE = 86400  # seconds a signed row id stays valid
