@@ -48,6 +48,11 @@ def mac(message: str) -> str:
     return base64.urlsafe_b64encode(digest).decode()
 
 
+def same(given: str, expected: str) -> bool:
+    """``hmac.compare_digest`` of a client's value, which refuses non-ASCII text (a TypeError)."""
+    return given.isascii() and hmac.compare_digest(given, expected)
+
+
 def session_id() -> str | None:
     """The session id of a valid session cookie, else None. The ``Cookie`` header is searched
     for the one cookie by hand: ``request.cookies`` parses every cookie into a dict first."""
@@ -57,7 +62,7 @@ def session_id() -> str | None:
         return None
     value = header[start + len(COOKIE) + 1 :].split(";", 1)[0].strip()
     sid, _, tag = value.partition(".")
-    if sid and hmac.compare_digest(tag, mac("sid|" + sid)):
+    if sid and same(tag, mac("sid|" + sid)):
         return sid
     return None
 
@@ -76,11 +81,13 @@ def bound_id(id: int) -> str:
 def read_bound(sid: str, token: str) -> int | None:
     id_text, _, rest = token.partition(".")
     stamp_text, _, tag = rest.partition(".")
-    if not (id_text.isdigit() and stamp_text.isdigit()):
+    if not (
+        id_text.isascii() and id_text.isdigit() and stamp_text.isascii() and stamp_text.isdigit()
+    ):
         return None
     if time.time() - int(stamp_text) > BOUND_MAX_AGE:
         return None
-    if not hmac.compare_digest(tag, mac(f"bound|{sid}|toggle|{id_text}|{stamp_text}")):
+    if not same(tag, mac(f"bound|{sid}|toggle|{id_text}|{stamp_text}")):
         return None
     return int(id_text)
 
@@ -94,7 +101,7 @@ def form_fields() -> dict[str, str]:
     length = environ.get("CONTENT_LENGTH", "")
     if not length.isdigit() or int(length) > MAX_BODY:
         abort(413)
-    return dict(parse_qsl(environ["wsgi.input"].read(int(length)).decode()))
+    return dict(parse_qsl(environ["wsgi.input"].read(int(length)).decode("utf-8", "replace")))
 
 
 def answer(body: str, status: int = 200, location: str | None = None) -> Response:
@@ -136,7 +143,7 @@ def toggle() -> Response:
         abort(400)
     csrf = mac("csrf|" + sid)
     form = form_fields()
-    if not hmac.compare_digest(form.get("csrf_token", ""), csrf):
+    if not same(form.get("csrf_token", ""), csrf):
         abort(400)
     id = read_bound(sid, form.get("bound", ""))
     if id is None:
