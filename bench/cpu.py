@@ -29,12 +29,7 @@ sys.path.insert(0, str(BENCH))
 
 import run  # noqa: E402
 
-MODULES = {
-    "baseline": "baseline_app",
-    "checked": "checked_app",
-    "floor": "floor_app",
-    "library": "library_app",
-}
+MODULES = {name: f"{name}_app" for name in run.APP_NAMES}
 #: --kind -> run.py's (endpoint, variant) of that point.
 POINTS = {"page": ("GET /", "page"), "htmx": ("toggle", "htmx"), "plain": ("toggle", "no-JS (303)")}
 TICKS = os.sysconf("SC_CLK_TCK")

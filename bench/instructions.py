@@ -49,6 +49,8 @@ from typing import Any
 BENCH = Path(__file__).resolve().parent
 sys.path[:0] = [str(BENCH), str(BENCH / "apps")]
 
+from run import APP_NAMES  # noqa: E402
+
 PORT = 8000  # the Host the requests name; nothing listens there
 KINDS = ("page", "htmx", "plain")
 ROW = 7
@@ -228,9 +230,7 @@ def served_count(system: str, kind: str, count: int) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--system", choices=("library", "baseline", "checked", "floor"), action="append"
-    )
+    parser.add_argument("--system", choices=APP_NAMES, action="append")
     parser.add_argument("--kind", choices=KINDS, action="append")
     parser.add_argument("-n", type=int, default=0, help="requests (default 300, 10 for the page)")
     parser.add_argument("--server", action="store_true", help="count in a gunicorn worker")

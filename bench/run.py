@@ -774,6 +774,9 @@ ALL_POINTS = (("GET /", "page"), ("toggle", "htmx"), ("toggle", "no-JS (303)"))
 
 CHECKED = "baseline+checks"  # the baseline with the library's protections written by hand
 FLOOR = "floor"  # the baseline with only the required protections, written as cheaply as possible
+#: The apps by short name (``bench/apps/<name>_app.py``), as ``cpu.py`` and ``instructions.py``
+#: take them.
+APP_NAMES = ("baseline", "checked", "floor", "library")
 
 SYSTEMS = (
     System("baseline", "baseline_app", 20, ALL_POINTS),

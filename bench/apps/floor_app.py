@@ -53,6 +53,15 @@ def same(given: str, expected: str) -> bool:
     return given.isascii() and hmac.compare_digest(given, expected)
 
 
+def digits(text: str) -> bool:
+    """Only ASCII digits (``str.isdigit`` also takes others, which ``int`` then refuses)."""
+    return text.isascii() and text.isdigit()
+
+
+def cookie_tag(sid: str) -> str:
+    return mac("sid|" + sid)
+
+
 def session_id() -> str | None:
     """The session id of a valid session cookie, else None. The ``Cookie`` header is searched
     for the one cookie by hand: ``request.cookies`` parses every cookie into a dict first."""
@@ -62,7 +71,7 @@ def session_id() -> str | None:
         return None
     value = header[start + len(COOKIE) + 1 :].split(";", 1)[0].strip()
     sid, _, tag = value.partition(".")
-    if sid and same(tag, mac("sid|" + sid)):
+    if sid and same(tag, cookie_tag(sid)):
         return sid
     return None
 
@@ -81,9 +90,7 @@ def bound_id(id: int) -> str:
 def read_bound(sid: str, token: str) -> int | None:
     id_text, _, rest = token.partition(".")
     stamp_text, _, tag = rest.partition(".")
-    if not (
-        id_text.isascii() and id_text.isdigit() and stamp_text.isascii() and stamp_text.isdigit()
-    ):
+    if not (digits(id_text) and digits(stamp_text)):
         return None
     if time.time() - int(stamp_text) > BOUND_MAX_AGE:
         return None
@@ -126,7 +133,7 @@ def index() -> Response:
     )
     response = answer(html)
     if new:
-        response.set_cookie(COOKIE, f"{sid}.{mac('sid|' + sid)}", httponly=True, samesite="Lax")
+        response.set_cookie(COOKIE, f"{sid}.{cookie_tag(sid)}", httponly=True, samesite="Lax")
     return response
 
 
