@@ -106,7 +106,11 @@ def form_fields() -> dict[str, str]:
     if environ.get("CONTENT_TYPE", "").partition(";")[0] != "application/x-www-form-urlencoded":
         return {}
     length = environ.get("CONTENT_LENGTH", "")
-    if not length.isdigit() or int(length) > MAX_BODY:
+    if not length:  # WSGI: no Content-Length, no body
+        return {}
+    if not digits(length):
+        abort(400)
+    if int(length) > MAX_BODY:
         abort(413)
     return dict(parse_qsl(environ["wsgi.input"].read(int(length)).decode("utf-8", "replace")))
 
