@@ -123,6 +123,8 @@ def read_body(config: Mapping[str, Any], req: Request) -> None:
     try:
         if _read_urlencoded(req):
             urlencoded = True
+        elif _read_multipart(req):
+            urlencoded = False
         else:
             req.form  # noqa: B018 - parses the body
             urlencoded = req.mimetype == _URLENCODED
@@ -148,6 +150,9 @@ def read_body(config: Mapping[str, Any], req: Request) -> None:
 
 _URLENCODED = "application/x-www-form-urlencoded"
 _INCOMPLETE_BODY = "The request ended before all of its data arrived."
+_UNREADABLE_MULTIPART = (
+    "The submitted form could not be read: it is incomplete (the upload was cut off) or malformed."
+)
 
 
 def _read_urlencoded(req: Request) -> bool:
@@ -171,6 +176,27 @@ def _read_urlencoded(req: Request) -> bool:
     cls = req.parameter_storage_class
     items = _form_items(data)
     d["stream"], d["form"], d["files"] = io.BytesIO(), cls(items), cls()
+    return True
+
+
+def _read_multipart(req: Request) -> bool:
+    """Parse a multipart body with Werkzeug's parser, inside the request's limits, as
+    ``req.form`` would, except that a body that cannot be parsed (cut before its closing
+    boundary, or malformed) is an :class:`InvalidUpload` rather than an empty form, which the
+    CSRF check would then refuse as a missing token. False (nothing read) for every other
+    body."""
+    d = req.__dict__
+    if "form" in d or "stream" in d or getattr(req, "_cached_data", None) is not None:
+        return False
+    if req.mimetype != "multipart/form-data":
+        return False
+    parser = req.make_form_data_parser()
+    parser.silent = False  # Werkzeug's own parse reads an unparsable body as an empty form
+    try:
+        parsed = parser.parse(req.stream, req.mimetype, req.content_length, req.mimetype_params)
+    except ValueError:
+        raise InvalidUpload(description=_UNREADABLE_MULTIPART) from None
+    d["stream"], d["form"], d["files"] = parsed
     return True
 
 

@@ -569,11 +569,25 @@ def test_body_shorter_than_its_content_length_is_a_refusal_in_the_callers_format
     environ["wsgi.input_terminated"] = False
     environ["HTTP_COOKIE"] = f"session={client.get_cookie('session').value}"
     response = Response.from_app(harness.app, environ, buffered=True)
-    if encoding == "multipart":  # Werkzeug's parser reads a cut multipart body as an empty form
-        guard.refused(response, 400, "csrf")
+    guard.refused(response, 400, "bad_request")
+    if encoding == "multipart":  # Werkzeug's own parse would read it as an empty form (a CSRF 400)
+        assert "incomplete" in response.json["message"]
     else:
-        guard.refused(response, 400, "bad_request")
         assert response.json["message"] == "The request ended before all of its data arrived."
+
+
+def test_malformed_multipart_body_is_a_bad_request_not_a_csrf_refusal(harness):
+    """A multipart body with no closing boundary is refused as unreadable, even though its CSRF
+    token arrived whole: the action runs on a form it has read entirely, or not at all."""
+    guard = Guard(harness)
+    client = harness.client()
+    body, content_type = _encoded({**_fields(harness, client), "title": "x"}, "multipart")
+    body = body[: body.rindex(b"--\r\n")]  # no closing "--" after the last boundary
+    response = client.post(
+        "/items/add", data=body, content_type=content_type, headers={**SAME_ORIGIN, **JSON}
+    )
+    guard.refused(response, 400, "bad_request")
+    assert "malformed" in response.json["message"]
 
 
 def _post_chunked(harness: Harness, client: Any, fields: dict, encoding: str) -> Response:
