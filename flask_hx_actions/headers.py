@@ -13,6 +13,8 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from .signing import remember
+
 if TYPE_CHECKING:
     from werkzeug.datastructures import Headers
     from werkzeug.sansio.response import Response
@@ -21,20 +23,51 @@ if TYPE_CHECKING:
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
-def add_vary(response: Response, name: str) -> None:
-    """``response.vary.add(name)``, without the ``HeaderSet`` round trip when ``Vary`` is absent
-    or a list of plain tokens (the value is then the one Werkzeug would write)."""
+def add_vary(response: Response, *names: str) -> None:
+    """``response.vary.add(name)`` for each name, without the ``HeaderSet`` round trip when
+    ``Vary`` is absent or a list of plain tokens (the value is then the one Werkzeug would
+    write), and with one write of the header for all the names. The merged value of a recent
+    (value, names) pair is remembered: a response of one kind gets the same ``Vary`` each time."""
     headers = response.headers
     current = _first(headers, "vary")
-    if current is None:
-        headers.add("Vary", name)
+    key = (current, names)
+    merged = _MERGED.get(key, _UNKNOWN)
+    if merged is _UNKNOWN:
+        merged = _merged(current, names)
+        if current is None or len(current) <= _MERGED_VALUE_MAX:
+            remember(_MERGED, key, merged, _MERGED_MAX)
+    if merged is None:  # every name is there already
         return
-    items = [item.strip() for item in current.split(",")]
+    if merged is _NOT_TOKENS:
+        for name in names:
+            response.vary.add(name)
+    elif current is None:
+        headers.add("Vary", merged)
+    else:
+        headers["Vary"] = merged
+
+
+#: (current Vary value, names added) -> the new value, None (unchanged) or _NOT_TOKENS.
+_MERGED: dict[tuple[str | None, tuple[str, ...]], Any] = {}
+_MERGED_MAX = 256
+_MERGED_VALUE_MAX = 512
+_UNKNOWN = object()
+#: The current value is not a list of plain tokens: Werkzeug's ``HeaderSet`` merges it.
+_NOT_TOKENS = object()
+
+
+def _merged(current: str | None, names: tuple[str, ...]) -> Any:
+    items = [] if current is None else [item.strip() for item in current.split(",")]
     if not all(_TOKEN.fullmatch(item) for item in items):
-        response.vary.add(name)
-        return
-    if name.lower() not in {item.lower() for item in items}:
-        headers["Vary"] = ", ".join([*items, name])
+        return _NOT_TOKENS
+    seen = {item.lower() for item in items}
+    added = False
+    for name in names:
+        if name.lower() not in seen:
+            items.append(name)
+            seen.add(name.lower())
+            added = True
+    return ", ".join(items) if added else None
 
 
 def environ_key(name: str) -> str:

@@ -24,7 +24,7 @@ from flask import Flask, Request, Response, current_app, has_app_context, reques
 from werkzeug.exceptions import ClientDisconnected, NotFound, RequestEntityTooLarge
 from werkzeug.sansio.utils import get_content_length
 
-from . import idempotency, oldinput, responses, security, signals
+from . import idempotency, oldinput, responses, security, sessions, signals
 from .context import (
     OWN_ORIGIN,
     current_app_object,
@@ -678,7 +678,10 @@ def finish_response(response: Response) -> Response:
     values_of_g = flags()
     if values_of_g.get("_hx_action") is None:
         return response
-    add_vary(response, "HX-Request")
+    if sessions.will_vary_on_cookie(current_app_object()):
+        add_vary(response, "HX-Request", "Cookie")  # one write; the session's save finds it
+    else:
+        add_vary(response, "HX-Request")
     headers = response.headers
     present = {key.lower() for key, _ in headers}
     values = {"Cache-Control": "no-store", "X-Request-ID": request_id()}

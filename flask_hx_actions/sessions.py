@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 from typing import TYPE_CHECKING, Any, cast
 
+from flask.globals import _cv_request
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface, SessionMixin
 from werkzeug.datastructures import ImmutableMultiDict
 from werkzeug.sansio.http import parse_cookie
@@ -85,6 +86,24 @@ class CookieSessionInterface(SecureCookieSessionInterface):
             super().save_session(app, session, response)
         elif session.accessed:  # no cookie to set: Flask would only add "Vary: Cookie"
             add_vary(response, "Cookie")
+
+
+def will_vary_on_cookie(app: Flask) -> bool:
+    """True when the app's session interface is sure to add ``Cookie`` to ``Vary`` when it saves
+    this request's session: Flask's cookie interface (or ours) does so for a session that was
+    read and is not empty. The action pipeline then adds ``HX-Request, Cookie`` in one write, and
+    the save finds ``Cookie`` there. False when unsure (another interface, nothing read)."""
+    request_ctx = _cv_request.get(None)
+    current = None if request_ctx is None else request_ctx.session
+    if current is None or not isinstance(current, SecureCookieSession):
+        return False
+    interface = app.session_interface
+    return (
+        type(interface) in (CookieSessionInterface, SecureCookieSessionInterface)
+        and current.accessed
+        and len(current) > 0  # an empty session sets no Vary unless it was emptied now
+        and not interface.is_null_session(current)
+    )
 
 
 #: Parsed ``Cookie`` headers: a browser sends the same header with every request. Only the

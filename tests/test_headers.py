@@ -28,12 +28,36 @@ def test_add_vary_is_werkzeugs_vary_add(current: str | None, name: str) -> None:
     assert ours.headers.getlist("Vary") == theirs.headers.getlist("Vary")
 
 
+@settings(max_examples=300, deadline=None)
+@given(
+    current=st.one_of(st.none(), st.lists(_ITEM, max_size=4).map(", ".join), _ITEM),
+    names=st.lists(st.sampled_from(["Cookie", "cookie", "HX-Request", "Accept"]), max_size=3),
+    again=st.booleans(),
+)
+def test_add_vary_of_several_names_is_werkzeugs_vary_add_of_each(
+    current: str | None, names: list[str], again: bool
+) -> None:
+    """``again``: the same call a second time (the merged value then comes from the memo)."""
+    for _ in range(2 if again else 1):
+        ours, theirs = Response("x"), Response("x")
+        if current is not None:
+            ours.headers["Vary"] = theirs.headers["Vary"] = current
+        add_vary(ours, *names)
+        for name in names:
+            theirs.vary.add(name)
+        assert ours.headers.getlist("Vary") == theirs.headers.getlist("Vary")
+
+
 def test_add_vary_examples() -> None:
     response = Response("x")
     add_vary(response, "HX-Request")
     add_vary(response, "Cookie")
     add_vary(response, "cookie")
     assert response.headers["Vary"] == "HX-Request, Cookie"
+    both = Response("x")
+    add_vary(both, "HX-Request", "Cookie")
+    add_vary(both, "Cookie")
+    assert both.headers.getlist("Vary") == ["HX-Request, Cookie"]
 
 
 _NAMES = st.sampled_from(["Cache-Control", "cache-control", "X-Request-ID", "HX-Actions", "Vary"])

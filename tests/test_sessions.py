@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
+from typing import Any
 from unittest import mock
 
 import pytest
@@ -15,7 +16,7 @@ from itsdangerous.timed import TimestampSigner
 from werkzeug.test import EnvironBuilder
 
 from flask_hx_actions import HxActions, signing
-from flask_hx_actions.sessions import CookieSessionInterface
+from flask_hx_actions.sessions import CookieSessionInterface, will_vary_on_cookie
 
 NOW = 1_800_000_000
 
@@ -176,6 +177,32 @@ def test_save_session_answers_as_flask_does(scenario: str, refresh: bool) -> Non
         permanent = cookie_of(scenario_app(SecureCookieSessionInterface()), "/s/permanent")
         for cookie in (None, cookie_of(flask_app), permanent):
             assert answers_of(ours, scenario, cookie) == answers_of(flask_app, scenario, cookie)
+
+
+@pytest.mark.parametrize(
+    "scenario",
+    ["none", "read", "read-vary", "write", "write-vary", "clear", "permanent", "quoted-vary"],
+)
+@pytest.mark.parametrize("ours", [True, False])
+def test_will_vary_on_cookie_only_when_the_save_adds_cookie(scenario: str, ours: bool) -> None:
+    """The action pipeline adds ``Cookie`` to ``Vary`` ahead of the session's save when
+    ``will_vary_on_cookie`` says the save will: it must never say so when the save would not."""
+    interface = CookieSessionInterface() if ours else SecureCookieSessionInterface()
+    app = scenario_app(interface)
+    said: list[bool] = []
+
+    @app.after_request
+    def record(response: Any) -> Any:
+        said.append(will_vary_on_cookie(app))
+        return response
+
+    for cookie in (None, cookie_of(scenario_app(SecureCookieSessionInterface()))):
+        said.clear()
+        vary, _ = answers_of(app, scenario, cookie)
+        if said == [True]:
+            assert vary is not None and "cookie" in vary.lower()
+    if scenario == "read":  # a read of a non-empty session: the case the pipeline shortens
+        assert said == [True]
 
 
 @settings(max_examples=300, deadline=None)
