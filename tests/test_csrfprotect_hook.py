@@ -35,14 +35,7 @@ def make_app(order: str, instances: int = 1) -> tuple[Flask, list[str]]:
         HxActions(app)
         for _ in range(instances):
             CSRFProtect(app)
-    bp = ActionsBlueprint("t", __name__, url_prefix="/t")
-
-    @bp.action("ping", idempotent=False)
-    def ping() -> Any:
-        calls.append("ping")
-        return ok()
-
-    app.register_blueprint(bp)
+    add_action(app, "t", "ping", calls)
 
     @app.post("/plain")
     def plain() -> str:
@@ -50,6 +43,18 @@ def make_app(order: str, instances: int = 1) -> tuple[Flask, list[str]]:
         return "done"
 
     return app, calls
+
+
+def add_action(app: Flask, blueprint: str, name: str, calls: list[str]) -> None:
+    """A blueprint ``blueprint`` with one action ``name`` that records its runs in ``calls``."""
+    bp = ActionsBlueprint(blueprint, __name__, url_prefix=f"/{blueprint}")
+
+    def body() -> Any:
+        calls.append(name)
+        return ok()
+
+    bp.action(name, idempotent=False)(body)
+    app.register_blueprint(bp)
 
 
 def csrfprotect_hooks(app: Flask) -> list[Any]:
@@ -120,14 +125,7 @@ def test_two_csrfprotect_hooks_are_left_alone() -> None:
 
 def test_the_hook_is_replaced_once_for_many_actions() -> None:
     app, calls = make_app("hx-first")
-    bp = ActionsBlueprint("u", __name__, url_prefix="/u")
-
-    @bp.action("pong", idempotent=False)
-    def pong() -> Any:
-        calls.append("pong")
-        return ok()
-
-    app.register_blueprint(bp)
+    add_action(app, "u", "pong", calls)
     client = app.test_client()
     assert client.submit("t.ping", {}).status_code == 303
     assert client.submit("u.pong", {}).status_code == 303
