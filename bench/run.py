@@ -1306,14 +1306,26 @@ def _find(rows: list[dict[str, Any]], system: str, endpoint: str, variant: str, 
 def paired(a: dict[str, Any], b: dict[str, Any], key: str) -> float:
     """``a[key] / b[key]``; over several rounds, the median of the per-round ratios (each round
     measured the two back to back, so background load on the machine cancels out best)."""
+    ratios = round_ratios(a, b, key)
+    n = len(ratios)
+    return ratios[n // 2] if n % 2 else (ratios[n // 2 - 1] + ratios[n // 2]) / 2
+
+
+def round_ratios(a: dict[str, Any], b: dict[str, Any], key: str) -> list[float]:
+    """``a[key] / b[key]`` of each round (one value without rounds), sorted."""
     ra, rb = a.get("rounds", [a]), b.get("rounds", [b])
     if len(ra) != len(rb):
         ra, rb = [a], [b]
-    ratios = sorted(
-        x[key] / y[key] if y[key] else float("nan") for x, y in zip(ra, rb, strict=True)
-    )
-    n = len(ratios)
-    return ratios[n // 2] if n % 2 else (ratios[n // 2 - 1] + ratios[n // 2]) / 2
+    return sorted(x[key] / y[key] if y[key] else float("nan") for x, y in zip(ra, rb, strict=True))
+
+
+def spread(a: dict[str, Any], b: dict[str, Any], key: str = "rps") -> str:
+    """`` (rounds 0.74x-0.95x)``: how far the per-round ratios lie apart (empty for one round),
+    so that a verdict on the median shows how much the machine's noise moved it."""
+    ratios = round_ratios(a, b, key)
+    if len(ratios) < 2:
+        return ""
+    return f" (rounds {ratios[0]:.2f}x-{ratios[-1]:.2f}x)"
 
 
 def paired_us(a: dict[str, Any], b: dict[str, Any]) -> float:
@@ -1420,6 +1432,7 @@ def target_lines(rows: list[dict[str, Any]]) -> list[str]:
                     judged = f" (target >= 0.85x): {verdict(ratio >= 0.85)}" if target else ""
                     lines.append(
                         f"{label}{endpoint} {variant}, c={conc}: {ratio:.2f}x {baseline} req/s"
+                        + spread(lib, base)
                         + judged
                     )
 
@@ -1440,7 +1453,8 @@ def target_lines(rows: list[dict[str, Any]]) -> list[str]:
             diff = abs(ratio - 1)
             lines.append(
                 f"htmx toggle, 200 vs 20 widgets, c={conc}: {fmt(big['rps'])} vs "
-                f"{fmt(small['rps'])} req/s, ratio {ratio:.2f}x, {diff:.1%} apart (target < 10%): "
+                f"{fmt(small['rps'])} req/s, ratio {ratio:.2f}x{spread(big, small)}, {diff:.1%} "
+                "apart (target < 10%): "
                 f"{verdict(diff < 0.10)}"
             )
     for conc in (1, 16):
@@ -1452,7 +1466,8 @@ def target_lines(rows: list[dict[str, Any]]) -> list[str]:
             vs_lib = f", {paired(cached, lib, 'rps'):.2f}x the library without cache" if lib else ""
             lines.append(
                 f"GET / with the fragment cache (library+cache), c={conc}: {fmt(cached['rps'])} "
-                f"req/s, {ratio:.2f}x baseline{vs_lib} (target >= 1.5x baseline): "
+                f"req/s, {ratio:.2f}x baseline{spread(cached, base)}{vs_lib} "
+                "(target >= 1.5x baseline): "
                 f"{verdict(ratio >= 1.5)}"
             )
     speed_targets(
