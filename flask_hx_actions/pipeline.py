@@ -165,15 +165,21 @@ _UNREADABLE_MULTIPART = (
 )
 
 
+def _unread(req: Request) -> bool:
+    """Nothing has read or parsed the body yet (no form, stream or cached data)."""
+    d = req.__dict__
+    return not ("form" in d or "stream" in d or getattr(req, "_cached_data", None) is not None)
+
+
 def _read_urlencoded(req: Request) -> bool:
     """Parse a urlencoded body of known length the way Werkzeug does (``parse_qsl`` of the UTF-8
     text with Werkzeug's error handler; an empty form when the body is not UTF-8), without its
     stream wrappers and parser objects, which cost a small action more than the parsing: most
     action posts are this case. False (nothing read) for every other case, which Werkzeug
     handles."""
-    d = req.__dict__
-    if "form" in d or "stream" in d or getattr(req, "_cached_data", None) is not None:
+    if not _unread(req):
         return False
+    d = req.__dict__
     environ = req.environ
     if environ.get("CONTENT_TYPE", "").partition(";")[0].strip().lower() != _URLENCODED:
         return False
@@ -195,11 +201,9 @@ def _read_multipart(req: Request) -> bool:
     boundary, or malformed) is an :class:`InvalidUpload` rather than an empty form, which the
     CSRF check would then refuse as a missing token. False (nothing read) for every other
     body."""
+    if not _unread(req) or req.mimetype != "multipart/form-data":
+        return False
     d = req.__dict__
-    if "form" in d or "stream" in d or getattr(req, "_cached_data", None) is not None:
-        return False
-    if req.mimetype != "multipart/form-data":
-        return False
     parser = req.make_form_data_parser()
     parser.silent = False  # Werkzeug's own parse reads an unparsable body as an empty form
     try:
