@@ -1306,17 +1306,25 @@ def _find(rows: list[dict[str, Any]], system: str, endpoint: str, variant: str, 
 def paired(a: dict[str, Any], b: dict[str, Any], key: str) -> float:
     """``a[key] / b[key]``; over several rounds, the median of the per-round ratios (each round
     measured the two back to back, so background load on the machine cancels out best)."""
-    ratios = round_ratios(a, b, key)
-    n = len(ratios)
-    return ratios[n // 2] if n % 2 else (ratios[n // 2 - 1] + ratios[n // 2]) / 2
+    return _median(round_ratios(a, b, key))
+
+
+def _round_pairs(a: dict[str, Any], b: dict[str, Any]) -> list[tuple[Any, Any]]:
+    """The rounds of ``a`` and ``b`` side by side (the points themselves without rounds)."""
+    ra, rb = a.get("rounds", [a]), b.get("rounds", [b])
+    if len(ra) != len(rb):
+        ra, rb = [a], [b]
+    return list(zip(ra, rb, strict=True))
+
+
+def _median(ordered: list[float]) -> float:
+    n = len(ordered)
+    return ordered[n // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2
 
 
 def round_ratios(a: dict[str, Any], b: dict[str, Any], key: str) -> list[float]:
     """``a[key] / b[key]`` of each round (one value without rounds), sorted."""
-    ra, rb = a.get("rounds", [a]), b.get("rounds", [b])
-    if len(ra) != len(rb):
-        ra, rb = [a], [b]
-    return sorted(x[key] / y[key] if y[key] else float("nan") for x, y in zip(ra, rb, strict=True))
+    return sorted(x[key] / y[key] if y[key] else float("nan") for x, y in _round_pairs(a, b))
 
 
 def spread(a: dict[str, Any], b: dict[str, Any], key: str = "rps") -> str:
@@ -1331,12 +1339,7 @@ def spread(a: dict[str, Any], b: dict[str, Any], key: str = "rps") -> str:
 def paired_us(a: dict[str, Any], b: dict[str, Any]) -> float:
     """µs per request of ``a`` minus that of ``b`` (1e6 / req/s); over several rounds, the
     median of the per-round differences."""
-    ra, rb = a.get("rounds", [a]), b.get("rounds", [b])
-    if len(ra) != len(rb):
-        ra, rb = [a], [b]
-    diffs = sorted(1e6 / x["rps"] - 1e6 / y["rps"] for x, y in zip(ra, rb, strict=True))
-    n = len(diffs)
-    return diffs[n // 2] if n % 2 else (diffs[n // 2 - 1] + diffs[n // 2]) / 2
+    return _median(sorted(1e6 / x["rps"] - 1e6 / y["rps"] for x, y in _round_pairs(a, b)))
 
 
 def rows_against(
