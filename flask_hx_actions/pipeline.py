@@ -14,7 +14,6 @@ import contextvars
 import io
 import logging
 import re
-import secrets
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import parse_qsl, unquote_plus
@@ -670,7 +669,7 @@ def request_id() -> str:
         incoming = current_request().environ.get("HTTP_X_REQUEST_ID", "")
         if _REQUEST_ID.match(incoming):
             rid = incoming
-    values["_hx_request_id"] = rid = rid or secrets.token_hex(8)
+    values["_hx_request_id"] = rid = rid or security.fresh_request_id()
     return rid
 
 

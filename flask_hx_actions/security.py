@@ -196,12 +196,19 @@ def validate_csrf(app: Flask, data: str | None) -> None:
 # -- bound arguments -----------------------------------------------------------------------------
 
 
-#: Random idempotency keys, cut from one ``os.urandom`` block at a time (a page holds a fresh
-#: key per form; ``secrets.token_urlsafe`` per key costs three times as much). Each key is 22
-#: base64url characters of the block: 132 random bits, as ``secrets.token_urlsafe(16)`` gives.
+#: Random idempotency keys and request ids, cut from one ``os.urandom`` block at a time: a page
+#: holds a fresh key per form and every action answer has a request id, and each ``os.urandom``
+#: call is a ``getrandom`` system call. ``secrets.token_urlsafe`` per key costs three times as
+#: much; ``secrets.token_hex(8)`` per request id 410 ns, a cut id 130 ns (``timeit`` on the
+#: benchmark's VM). Each key is 22 base64url characters of its block: 132 random bits, as
+#: ``secrets.token_urlsafe(16)`` gives; each request id 16 hex characters, 64 random bits, as
+#: ``secrets.token_hex(8)`` gives.
 _KEY_CHARS = 22
 _KEYS_PER_BLOCK = 128
 _keys: list[str] = []
+_ID_CHARS = 16
+_IDS_PER_BLOCK = 128
+_ids: list[str] = []
 
 
 def current_session() -> Any:
@@ -216,17 +223,35 @@ def fresh_key() -> str:
     try:
         return _keys.pop()
     except IndexError:
-        pass
-    # 33 bytes are 44 characters, two keys, with no padding.
-    text = base64.urlsafe_b64encode(os.urandom(33 * _KEYS_PER_BLOCK // 2)).decode("ascii")
-    keys = [text[i : i + _KEY_CHARS] for i in range(0, len(text), _KEY_CHARS)]
-    key = keys.pop()
-    _keys.extend(keys)
-    return key
+        # 33 bytes are 44 characters, two keys, with no padding.
+        block = base64.urlsafe_b64encode(os.urandom(33 * _KEYS_PER_BLOCK // 2)).decode("ascii")
+        return _refill(_keys, block, _KEY_CHARS)
 
 
-# A forked worker must not hand out the keys its parent (or a sibling) holds.
-os.register_at_fork(after_in_child=_keys.clear)
+def fresh_request_id() -> str:
+    """A new random request id (16 hex characters, like ``token_hex(8)``)."""
+    try:
+        return _ids.pop()
+    except IndexError:
+        return _refill(_ids, os.urandom(_ID_CHARS // 2 * _IDS_PER_BLOCK).hex(), _ID_CHARS)
+
+
+def _refill(pool: list[str], block: str, size: int) -> str:
+    """Cut ``block`` into pieces of ``size`` characters: one to return, the rest into ``pool``
+    (``list.pop`` and ``list.extend`` are atomic: threads never get the same piece)."""
+    pieces = [block[i : i + size] for i in range(0, len(block), size)]
+    piece = pieces.pop()
+    pool.extend(pieces)
+    return piece
+
+
+def _forget_random_pools() -> None:
+    """A forked worker must not hand out the keys and ids its parent (or a sibling) holds."""
+    _keys.clear()
+    _ids.clear()
+
+
+os.register_at_fork(after_in_child=_forget_random_pools)
 
 
 def session_id() -> str:
