@@ -113,7 +113,8 @@ class SeeOther(Response):
     """
 
     def get_wsgi_headers(self, environ: Any) -> Any:
-        if self.autocorrect_location_header or self.status_code in (204, 304):
+        status = self.status_code
+        if self.autocorrect_location_header or status < 200 or status in (204, 304):
             return super().get_wsgi_headers(environ)
         locations = 0
         length = as_is = False
@@ -126,7 +127,7 @@ class SeeOther(Response):
                 length = True
             elif lower == "content-location":
                 return super().get_wsgi_headers(environ)
-        if locations != 1 or not as_is or not length or self.status_code < 200:
+        if locations != 1 or not as_is or not length:
             return super().get_wsgi_headers(environ)
         return Headers(self.headers)
 
