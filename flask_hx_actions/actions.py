@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from flask import Blueprint
 from flask.sansio.blueprints import BlueprintSetupState
+from flask.templating import _default_template_ctx_processor
 from werkzeug.datastructures import MultiDict
 
 from .fragments import (
@@ -174,6 +175,15 @@ class ActionsBlueprint(Blueprint):
     ...     db.session.add(Todo(title=title))
     ...     return ok()
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Flask gives every blueprint a copy of its default context processor (``g``,
+        # ``request``, ``session``), which the app runs already: every template context of a
+        # request to this blueprint would compute them twice (15k instructions per htmx answer).
+        own = self.template_context_processors[None]
+        if _default_template_ctx_processor in own:
+            own.remove(_default_template_ctx_processor)
 
     def action(
         self,

@@ -200,3 +200,34 @@ def test_action_name_must_be_one_url_segment():
     bp = ActionsBlueprint("todos", __name__)
     with pytest.raises(ValueError, match="segment"):
         bp.action("a/b")(lambda: None)
+
+
+def test_templates_of_a_blueprint_view_get_g_request_and_session_once() -> None:
+    """Flask gives every blueprint its own copy of the default context processor; an
+    ActionsBlueprint drops it (the app's runs already) and keeps the blueprint's own."""
+    app = Flask(__name__)
+    app.secret_key = "test"
+    bp = ActionsBlueprint("pages", __name__)
+    calls: list[str] = []
+
+    @bp.context_processor
+    def own() -> dict[str, Any]:
+        calls.append("own")
+        return {"who": "bp"}
+
+    @bp.get("/")
+    def page() -> str:
+        from flask import g, session
+
+        g.marker = "g-ok"
+        session["s"] = "session-ok"
+        return render_template_string(
+            "{{ g.marker }} {{ session['s'] }} {{ request.path }} {{ who }}"
+        )
+
+    app.register_blueprint(bp)
+    defaults = [p for p in app.template_context_processors["pages"] if p.__name__ != "own"]
+    assert defaults == []
+    assert len(app.template_context_processors[None]) == 1  # the app's default is kept
+    assert app.test_client().get("/").text == "g-ok session-ok / bp"
+    assert calls == ["own"]
