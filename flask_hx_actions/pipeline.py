@@ -30,6 +30,7 @@ from .context import (
     current_request,
     flags,
     forget_identity,
+    form_value,
     request_values,
 )
 from .errors import (
@@ -401,7 +402,7 @@ def read_bound(app: Flask, action: Action, identity: Any) -> dict[str, Any]:
     """Step 5: the signed bound arguments; 400 when missing, tampered with, expired or foreign."""
     if not action.bound_params:
         return {}
-    token = current_request().form.get(BOUND_FIELD)
+    token = form_value(current_request().form, BOUND_FIELD)
     if not token and not action.required_bound:
         return {}
     binding = security.session_binding(identity)

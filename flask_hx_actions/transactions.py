@@ -9,7 +9,7 @@ pipeline commits it after an ``ok``/redirect result, or rolls it back after ``fa
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,13 +31,30 @@ def sqlalchemy_session(app: Flask) -> Any:
     return None if db is None else db.session
 
 
-@contextmanager
-def transaction(app: Flask) -> Iterator[Transaction]:
+def transaction(app: Flask) -> AbstractContextManager[Transaction]:
+    """The body's transaction: the session's, or nothing to commit without Flask-SQLAlchemy."""
     session = sqlalchemy_session(app)
-    tx = Transaction(session=session)
     if session is None:
-        yield tx
-        return
+        return _NoTransaction()
+    return _session_transaction(session)
+
+
+class _NoTransaction:
+    """A class rather than a generator context manager: it runs on every action request of an
+    app without Flask-SQLAlchemy, and costs a third as much."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> Transaction:
+        return Transaction()
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+
+@contextmanager
+def _session_transaction(session: Any) -> Iterator[Transaction]:
+    tx = Transaction(session=session)
     try:
         yield tx
     except BaseException:
