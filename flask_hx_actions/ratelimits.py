@@ -8,7 +8,9 @@ library creates one with ``HX_ACTIONS_RATELIMIT_STORAGE_URI`` (``memory://`` by 
 
 A breach answers in the caller's kind: 429 with ``Retry-After`` and the message in the form's
 error summary for htmx, 429 JSON for scripts, and for a plain form a flashed message and a 303
-back to the page (browsers show no useful page for a bare 429).
+back to the page (browsers show no useful page for a bare 429), where the form shows again what
+the user typed, as after a failed validation (:func:`keep_typed_input`). The request passed the
+gate (origin and CSRF token) before the limit was checked, so what it carried is the user's own.
 """
 
 from __future__ import annotations
@@ -20,8 +22,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from flask import Flask, Response, current_app, flash, request
 
-from . import responses
+from . import oldinput, responses
+from .context import form_value
+from .errors import BoundArgumentsInvalid
 from .htmx import request_kind
+from .pipeline import read_bound
 
 if TYPE_CHECKING:
     from flask_limiter import Limiter, RequestLimit
@@ -93,6 +98,7 @@ def on_breach(limit: RequestLimit) -> Response:
     kind = request_kind(request)
     if kind == "plain":
         flash(MESSAGE, FLASH_CATEGORY)
+        keep_typed_input(current_app._get_current_object())  # type: ignore[attr-defined]
         response = responses.see_other(responses.back_target(current_app))
     elif kind == "json":
         response = responses.json_message(429, "rate_limited", MESSAGE)
@@ -100,3 +106,30 @@ def on_breach(limit: RequestLimit) -> Response:
         response = responses.htmx_message(429, MESSAGE)
     response.headers["Retry-After"] = str(retry_after)
     return response
+
+
+def keep_typed_input(app: Flask) -> None:
+    """Stash the refused plain form's values for the page it goes back to, as a failed
+    validation does (the fields its schema names, minus passwords and files; no field errors:
+    the flashed message says why). Nothing is kept when the action has no schema or its bound
+    arguments do not verify: the stash is keyed by them, and a form that cannot be named is
+    not filled."""
+    state = app.extensions["hx_actions"]
+    action = state.actions.get(request.endpoint or "")
+    validator = None if action is None else action.validator
+    if action is None or validator is None or not validator.input_names:
+        return
+    try:
+        bound = read_bound(app, action, state.identity())
+    except BoundArgumentsInvalid:
+        return
+    form = request.form
+    oldinput.stash(
+        app,
+        oldinput.form_key(action.endpoint, bound, form_value(form, oldinput.FORM_ID_FIELD)),
+        form,
+        validator.input_names,
+        validator.sensitive,
+        {},
+        None,
+    )

@@ -5,10 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from flask import Flask, get_flashed_messages, session
+from flask import Flask, get_flashed_messages, render_template_string, session
+from marshmallow import Schema, fields
 
 from flask_hx_actions import ActionsBlueprint, HxActions, ok
 from flask_hx_actions.testing import ActionClient
+
+
+class RenameSchema(Schema):
+    title = fields.String(required=True)
+    password = fields.String(load_default="")
 
 
 def make_app(**config: Any) -> tuple[Flask, list[str]]:
@@ -34,6 +40,11 @@ def make_app(**config: Any) -> tuple[Flask, list[str]]:
         calls.append("free")
         return ok()
 
+    @bp.action("rename", schema=RenameSchema, limit="1/minute", idempotent=False)
+    def rename(id: int, title: str, password: str) -> Any:
+        calls.append(f"rename {id} {title}")
+        return ok()
+
     app.register_blueprint(bp)
 
     @app.get("/login/<user>")
@@ -44,6 +55,14 @@ def make_app(**config: Any) -> tuple[Flask, list[str]]:
     @app.get("/flashes")
     def flashes() -> str:
         return "|".join(get_flashed_messages())
+
+    @app.get("/page")
+    def page() -> str:
+        return render_template_string(
+            "{% for id in (1, 2) %}{% call action_form('notes.rename', bind={'id': id}) %}"
+            "{{ field('title') }}{{ field('password', type='password') }}{% endcall %}"
+            "{% endfor %}"
+        )
 
     return app, calls
 
@@ -86,6 +105,46 @@ def test_plain_form_past_the_limit_goes_back_with_a_flashed_message():
     assert "Retry-After" in response.headers
     assert "Too many attempts" in client.get("/flashes").text
     assert len(calls) == 3
+
+
+def test_plain_form_past_the_limit_shows_what_was_typed_again():
+    """As after a failed validation: the refused form (and only it) has the typed values back,
+    without the password; the action did not run."""
+    app, calls = make_app()
+    client = app.test_client()
+    sent = {"title": "first", "password": "hunter2"}
+    assert client.submit("notes.rename", sent, bind={"id": 2}, referrer="http://localhost/page")
+    assert calls == ["rename 2 first"]
+    typed = {"title": "typed <again>", "password": "hunter2"}
+    response = client.submit(
+        "notes.rename", typed, bind={"id": 2}, referrer="http://localhost/page"
+    )
+    assert response.status_code == 303
+    assert response.headers["Location"] == "/page"
+    assert calls == ["rename 2 first"]
+    page = client.get("/page").text
+    first, second = page.split("</form>")[:2]
+    assert 'value="typed &lt;again&gt;"' in second
+    assert "typed" not in first  # the other row's form of the same action
+    assert "hunter2" not in page
+    assert "Too many attempts" in client.get("/flashes").text
+    assert "typed" not in client.get("/page").text  # shown once, as after validation
+
+
+def test_plain_form_past_the_limit_with_a_bad_bound_token_keeps_nothing():
+    app, calls = make_app()
+    client = app.test_client()
+    client.submit("notes.rename", {"title": "a"}, bind={"id": 1})
+    fields = {**client.hidden_fields("notes.rename", {"id": 1}), "title": "typed"}
+    fields["_hx_bound"] = fields["_hx_bound"][:-2] + "xx"
+    response = client.post(
+        "/notes/rename",
+        data=fields,
+        headers={"Origin": "http://localhost", "Sec-Fetch-Site": "same-origin"},
+    )
+    assert response.status_code == 303  # still the limit's answer: it is checked first
+    assert "typed" not in client.get("/page").text
+    assert calls == ["rename 1 a"]
 
 
 def test_limit_counts_each_signed_in_user_apart():
