@@ -13,10 +13,11 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from werkzeug.datastructures import Headers
+
 from .signing import remember
 
 if TYPE_CHECKING:
-    from werkzeug.datastructures import Headers
     from werkzeug.sansio.response import Response
 
 #: A header value that is an HTTP token (RFC 9110), which ``dump_header`` leaves unquoted.
@@ -91,6 +92,20 @@ def _first(headers: Iterable[tuple[str, str]], lower_name: str) -> str | None:
         if key.lower() == lower_name:
             return value
     return None
+
+
+def append_built(headers: Headers, items: list[tuple[str, str]]) -> None:
+    """``headers.add(name, value)`` for each item, for values the library built itself (fixed
+    text, its own keys and ids, tokens merged by :func:`add_vary`'s rules, a request id that
+    matched its pattern): none can hold a line break, which is all ``Headers.add`` checks, one
+    regular-expression search per value. Werkzeug's ``Headers`` keeps its items in the list
+    ``_list``; any other mapping, or a ``Headers`` without that list, gets ``add`` calls."""
+    raw = getattr(headers, "_list", None) if type(headers) is Headers else None
+    if type(raw) is list:
+        raw.extend(items)
+    else:
+        for name, value in items:
+            headers.add(name, value)
 
 
 def put_headers(

@@ -41,7 +41,7 @@ from .errors import (
     NotAuthenticated,
     NotAuthorized,
 )
-from .headers import add_vary, put_headers
+from .headers import add_vary, append_built, put_headers
 from .htmx import request_kind
 from .results import Result, invalid, ok
 from .signing import remember
@@ -675,17 +675,24 @@ def request_id() -> str:
 
 
 def finish_response(response: Response) -> Response:
-    """Headers of every answer to an action request, whatever produced it. An htmx answer that
-    ends the submit (2xx without ``HX-Redirect``: success, replay; or a refusal that spent the
-    key) gives the form its next idempotency key in ``HX-Actions``: one header fewer than a
-    header of its own, which a server parses and checks one by one."""
+    """Headers of every answer to an action request, whatever produced it: ``Vary:
+    HX-Request`` (with ``Cookie`` when the session was read), ``Cache-Control: no-store`` and
+    ``X-Request-ID``. An htmx answer that ends the submit (2xx without ``HX-Redirect``: success,
+    replay; or a refusal that spent the key) gives the form its next idempotency key in
+    ``HX-Actions``: one header fewer than a header of its own, which a server parses and checks
+    one by one.
+
+    The library's own answers have none of these headers yet: they are appended in one step
+    (:func:`~.headers.append_built`). Any other answer gets them one by one, merged with what it
+    has."""
     values_of_g = flags()
     if values_of_g.get("_hx_action") is None:
         return response
-    if sessions.will_vary_on_cookie(current_app_object()):
-        add_vary(response, "HX-Request", "Cookie")  # one write; the session's save finds it
-    else:
-        add_vary(response, "HX-Request")
+    vary = (
+        _VARY_WITH_COOKIE
+        if sessions.will_vary_on_cookie(current_app_object())
+        else _VARY_ALONE  # one write; the session's save finds "Cookie" there
+    )
     headers = response.headers
     present = {key.lower() for key, _ in headers}
     values = {"Cache-Control": "no-store", "X-Request-ID": request_id()}
@@ -695,8 +702,19 @@ def finish_response(response: Response) -> Response:
             200 <= response.status_code < 300 and "hx-redirect" not in present
         )
         values[responses.ACTIONS_HEADER] = responses.actions_header(bool(renew))
+    if present.isdisjoint(_FINISHING):
+        append_built(headers, [("Vary", ", ".join(vary)), *values.items()])
+        return response
+    add_vary(response, *vary)
     put_headers(headers, values, present)
     return response
+
+
+_VARY_ALONE = ("HX-Request",)
+_VARY_WITH_COOKIE = ("HX-Request", "Cookie")
+#: The headers :func:`finish_response` writes, lower-cased: an answer with none of them gets
+#: them appended in one step.
+_FINISHING = frozenset({"vary", "cache-control", "x-request-id", "hx-actions"})
 
 
 def propagates(app: Flask) -> bool:

@@ -31,7 +31,13 @@ import hashlib
 from typing import TYPE_CHECKING, Any, cast
 
 from flask.globals import _cv_request
-from flask.sessions import SecureCookieSession, SecureCookieSessionInterface, SessionMixin
+from flask.sessions import (
+    NullSession,
+    SecureCookieSession,
+    SecureCookieSessionInterface,
+    SessionInterface,
+    SessionMixin,
+)
 from werkzeug.datastructures import ImmutableMultiDict
 from werkzeug.sansio.http import parse_cookie
 
@@ -102,8 +108,17 @@ def will_vary_on_cookie(app: Flask) -> bool:
         type(interface) in (CookieSessionInterface, SecureCookieSessionInterface)
         and current.accessed
         and len(current) > 0  # an empty session sets no Vary unless it was emptied now
-        and not interface.is_null_session(current)
+        and not _is_null(interface, current)
     )
+
+
+def _is_null(interface: SessionInterface, current: SecureCookieSession) -> bool:
+    """``interface.is_null_session(current)``; a session of exactly Flask's cookie session class
+    is not Flask's ``NullSession``, known without an ``isinstance`` through the ABCs of
+    ``SessionMixin``."""
+    if type(current) is SecureCookieSession and interface.null_session_class is NullSession:
+        return False
+    return interface.is_null_session(current)
 
 
 #: Parsed ``Cookie`` headers: a browser sends the same header with every request. Only the

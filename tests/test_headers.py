@@ -1,12 +1,22 @@
-"""flask_hx_actions.headers: add_vary writes what ``response.vary.add`` writes."""
+"""flask_hx_actions.headers: add_vary writes what ``response.vary.add`` writes; the headers
+``pipeline.finish_response`` gives every answer to an action are the same whether it appends
+them in one step or merges them one by one."""
 
 from __future__ import annotations
 
-from flask import Response
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from typing import Any
 
-from flask_hx_actions.headers import add_vary, put_headers, request_header
+import pytest
+from flask import Flask, Response, session
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from werkzeug.datastructures import Headers
+
+from flask_hx_actions import ActionsBlueprint, HxActions, ok, pipeline
+from flask_hx_actions.context import flags
+from flask_hx_actions.headers import add_vary, append_built, put_headers, request_header
+from flask_hx_actions.sessions import will_vary_on_cookie
+from flask_hx_actions.testing import ActionClient
 
 _ITEM = st.one_of(
     st.sampled_from(["Cookie", "cookie", "HX-Request", "Accept-Encoding", "*", ""]),
@@ -87,3 +97,102 @@ def test_request_header_is_environ_headers_get() -> None:
     environ = {"HTTP_HX_REQUEST": "true", "CONTENT_TYPE": "text/plain", "HTTP_X_CSRFTOKEN": "t"}
     for name in ("HX-Request", "hx-request", "Content-Type", "X-CSRFToken", "X-CSRF-Token", "A"):
         assert request_header(environ, name) == EnvironHeaders(environ).get(name)
+
+
+def test_append_built_is_adding_each_header() -> None:
+    items = [("Vary", "HX-Request, Cookie"), ("Cache-Control", "no-store"), ("X-Request-ID", "a1")]
+    ours, theirs = (
+        Headers([("Content-Type", "text/html")]),
+        Headers([("Content-Type", "text/html")]),
+    )
+    append_built(ours, items)
+    for name, value in items:
+        theirs.add(name, value)
+    assert list(ours) == list(theirs)
+
+    class Other(Headers):  # not Werkzeug's own class: its add() is what it means
+        def add(self, key: str, value: Any, /, **kwargs: Any) -> None:
+            super().add(key.upper(), value)
+
+    other = Other()
+    append_built(other, items[:1])
+    assert list(other) == [("VARY", "HX-Request, Cookie")]
+
+
+def _action_app() -> Flask:
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY="headers", TESTING=True)
+    app.test_client_class = ActionClient
+    HxActions(app)
+    bp = ActionsBlueprint("t", __name__, url_prefix="/t")
+    bp.action("ping")(lambda: ok())
+    app.register_blueprint(bp)
+    return app
+
+
+_APP = _action_app()
+_EXISTING = st.lists(
+    st.tuples(
+        st.sampled_from(
+            ["Vary", "vary", "Cache-Control", "X-Request-ID", "HX-Actions", "HX-Redirect", "X-A"]
+        ),
+        st.sampled_from(["a", "Accept", "no-cache", "a, b", '"q"']),
+    ),
+    max_size=4,
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    existing=_EXISTING,
+    htmx=st.booleans(),
+    status=st.sampled_from([200, 204, 303, 400, 409, 422]),
+    session_read=st.booleans(),
+    renew=st.booleans(),
+)
+def test_finish_response_is_add_vary_then_put_headers(
+    existing: list[tuple[str, str]], htmx: bool, status: int, session_read: bool, renew: bool
+) -> None:
+    """Whatever headers an answer has already: the one-step append (for answers with none of the
+    four) and the merge give what ``add_vary`` then ``put_headers`` give, the way they were
+    written before the one-step path."""
+    headers = {"HX-Request": "true"} if htmx else {}
+    with _APP.test_request_context("/t/ping", method="POST", headers=headers):
+        values_of_g = flags()
+        values_of_g["_hx_action"] = _APP.extensions["hx_actions"].actions["t.ping"]
+        if renew:
+            values_of_g[pipeline._RENEW_KEY] = True
+        if session_read:
+            session["x"] = 1
+            session.modified = False  # read and not empty: the save only adds Vary: Cookie
+        ours, theirs = Response("x", status=status), Response("x", status=status)
+        for name, value in existing:
+            ours.headers.add(name, value)
+            theirs.headers.add(name, value)
+        pipeline.finish_response(ours)
+
+        add_vary(
+            theirs, *(("HX-Request", "Cookie") if will_vary_on_cookie(_APP) else ("HX-Request",))
+        )
+        present = {key.lower() for key, _ in theirs.headers}
+        values = {"Cache-Control": "no-store", "X-Request-ID": pipeline.request_id()}
+        if htmx:
+            renews = renew or (200 <= status < 300 and "hx-redirect" not in present)
+            sent = ours.headers["HX-Actions"]
+            assert sent.startswith("1; key=") if renews else sent == "1"
+            values["HX-Actions"] = sent
+        put_headers(theirs.headers, values, present)
+        assert list(ours.headers) == list(theirs.headers)
+
+
+@pytest.mark.parametrize("htmx", [True, False])
+def test_an_answer_of_the_library_gets_the_four_headers_appended(htmx: bool) -> None:
+    client = _APP.test_client()
+    answer = client.submit("t.ping", htmx=htmx)
+    assert answer.status_code == (200 if htmx else 303)
+    names = [name for name, _ in answer.headers]
+    assert names.count("Vary") == 1 and names.count("Cache-Control") == 1
+    assert answer.headers["Vary"] == "HX-Request, Cookie"
+    assert answer.headers["Cache-Control"] == "no-store"
+    assert len(answer.headers["X-Request-ID"]) == 16
+    assert answer.headers.get("HX-Actions", "").startswith("1; key=") is htmx

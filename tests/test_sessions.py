@@ -242,3 +242,20 @@ def test_a_cookie_header_seen_again_gives_the_same_immutable_cookies() -> None:
     assert cookies_of("a=1", MultiDict) is not cookies_of("a=1", MultiDict)
     long = "c=" + "x" * _COOKIES_HEADER_MAX
     assert cookies_of(long, ImmutableMultiDict) is not cookies_of(long, ImmutableMultiDict)
+
+
+@pytest.mark.parametrize("ours", [True, False])
+def test_will_vary_on_cookie_is_false_for_a_null_session(ours: bool) -> None:
+    """Without a secret key the session is Flask's NullSession: its save sets no header."""
+    app = Flask(__name__)
+    app.session_interface = CookieSessionInterface() if ours else SecureCookieSessionInterface()
+    with app.test_request_context("/"):
+        current = app.session_interface.open_session(app, request._get_current_object())  # type: ignore[attr-defined]
+        assert current is None
+        null = app.session_interface.make_null_session(app)
+        dict.__setitem__(null, "x", 1)  # not empty, and read
+        null.accessed = True
+        from flask.globals import request_ctx
+
+        request_ctx._session = null  # Flask 3.1 keeps it there (the property marks it read)
+        assert not will_vary_on_cookie(app)
