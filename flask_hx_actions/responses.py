@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from flask import Flask, Response, abort, current_app, g, jsonify, render_template, request
 from werkzeug.datastructures import Headers
@@ -187,9 +187,12 @@ def htmx_success(
         parts.append(own.region(params))
     if invalidated:
         identity = state.identity()
-        for fragment, params in _candidates(state):
-            dom_id = fragment.dom_id(params)
-            if dom_id in seen or not (fragment.tags(params) & invalidated):
+        for fragment, items, dom_id, static_tags in _candidates(state):
+            if dom_id in seen:
+                continue
+            params = dict(items)
+            tags = fragment.tags(params) if static_tags is None else static_tags
+            if not (tags & invalidated):
                 continue
             if not fragment.allowed(params, identity):
                 continue  # as on a page: a region the user may not see is not sent
@@ -226,23 +229,43 @@ def _own_params(action: Action, fragment: Fragment, args: Mapping[str, Any]) -> 
     return {p: args[p] for p in fragment.params if p in args}
 
 
-def _candidates(state: HxState) -> list[tuple[Fragment, dict[str, Any]]]:
+class Candidate(NamedTuple):
+    """A region the page holds: its fragment, its parameters (as items), its DOM id, and its
+    tags when they do not depend on the parameters (``None`` when they do)."""
+
+    fragment: Fragment
+    items: tuple[tuple[str, Any], ...]
+    dom_id: str
+    static_tags: frozenset[str] | None
+
+    @classmethod
+    def of(cls, fragment: Fragment, params: Mapping[str, Any]) -> Candidate:
+        return cls(
+            fragment,
+            tuple(params.items()),
+            fragment.dom_id(params),
+            fragment.static_tags if fragment.tags_func is None else None,
+        )
+
+
+def _candidates(state: HxState) -> tuple[Candidate, ...]:
     """Regions to consider for out-of-band refresh: those the page says it holds (the
     ``_hx_regions`` field hx-actions.js adds, or the ``HX-Actions-Regions`` header), else every
-    non-parametrised fragment."""
+    non-parametrised fragment. A page sends the same list with every submit of a form: what
+    each region needs to be skipped (its DOM id, its static tags) is kept with the parsed list."""
     req = current_request()
     header = form_value(req.form, REGIONS_FIELD)
     if header is None:
         header = req.environ.get(_REGIONS_KEY)
     if header is None:
-        return [(f, {}) for f in state.fragments.values() if not f.parametrised]
+        return tuple(Candidate.of(f, {}) for f in state.fragments.values() if not f.parametrised)
     if len(header) > _REGION_LISTS_HEADER_MAX:
-        return _parse_regions(state, header)
+        return tuple(Candidate.of(f, params) for f, params in _parse_regions(state, header))
     known = state.region_lists.get(header)
     if known is None:
-        known = tuple((f, tuple(params.items())) for f, params in _parse_regions(state, header))
+        known = tuple(Candidate.of(f, params) for f, params in _parse_regions(state, header))
         remember(state.region_lists, header, known, _REGION_LISTS_MAX)
-    return [(f, dict(params)) for f, params in known]
+    return known
 
 
 #: Parsed region lists (``_hx_regions``), remembered per app (a page sends the same list for

@@ -174,8 +174,9 @@ def test_a_regions_header_is_parsed_once_and_served_the_same_each_time(app_calls
         assert client.submit("todos.rename_all", htmx=True, regions=header).status_code == 200
         assert sorted(r["dom_id"] for r in renders) == ["todo-1", "todo-3"]
     assert list(state.region_lists) == [header]
-    (first, params), _ = state.region_lists[header]
-    assert first.name == "todo" and params == (("id", 1),)
+    first, _ = state.region_lists[header]
+    assert first.fragment.name == "todo" and first.items == (("id", 1),)
+    assert first.dom_id == "todo-1"
     long_header = f"{'unknown' * 8} " * 90 + "todo?id=2"  # over 4096 characters
     renders.clear()
     assert client.submit("todos.rename_all", htmx=True, regions=long_header).status_code == 200
