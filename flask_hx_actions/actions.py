@@ -89,6 +89,7 @@ class Action:
             if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and p.name not in fields
         ]
         self.bound_params = tuple(p.name for p in bound)
+        self.bound_set = frozenset(self.bound_params)
         self.required_bound = frozenset(p.name for p in bound if p.default is p.empty)
 
         self.tags_func = tags if callable(tags) else None

@@ -317,7 +317,7 @@ class _FormPlan:
         self.action = action
         self.url = url
         #: ``bind=`` with exactly these keys passes ``action.check_bind`` (None: always check).
-        bound = frozenset(action.bound_params)
+        bound = action.bound_set
         self.bound_set = bound if action.required_bound <= bound else None
         self.fragment = state.fragment(action.fragment) if action.fragment is not None else None
         #: The own fragment's DOM ids need no escaping (its name is plain; values are sanitised).

@@ -409,7 +409,7 @@ def read_bound(app: Flask, action: Action, identity: Any) -> dict[str, Any]:
     values = security.verify_bound(
         app, action.endpoint, token, binding, int(app.config["HX_ACTIONS_BOUND_MAX_AGE"])
     )
-    if set(values) - set(action.bound_params) or action.required_bound - set(values):
+    if not (values.keys() <= action.bound_set and action.required_bound.issubset(values)):
         raise BoundArgumentsInvalid()
     return values
 
