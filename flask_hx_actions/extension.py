@@ -18,7 +18,7 @@ from .cache import make_stores
 from .context import IDENTITY, current_app_object, flags, forget_identity
 from .errors import ActionRefused
 from .fragments import Fragment
-from .responses import fragment_endpoint
+from .responses import Candidate, fragment_endpoint
 
 if TYPE_CHECKING:
     from .actions import Action
@@ -79,7 +79,7 @@ class HxState:
         #: (CSRFProtect, endpoint) pairs whose view has been exempted from CSRFProtect's hook.
         self.csrf_exempted: set[tuple[Any, str]] = set()
         #: A region list (_hx_regions) -> the regions it names (see responses._candidates).
-        self.region_lists: dict[str, tuple[Any, ...]] = {}
+        self.region_lists: dict[str, tuple[Candidate, ...]] = {}
         #: Fragments seen rendering an action_form (they never get a 304: keys must be fresh).
         self.fragment_forms: set[str] = set()
         #: True once a fragment with ``cache=`` is registered: renders then read tag versions.

@@ -688,11 +688,8 @@ def finish_response(response: Response) -> Response:
     values_of_g = flags()
     if values_of_g.get("_hx_action") is None:
         return response
-    vary = (
-        _VARY_WITH_COOKIE
-        if sessions.will_vary_on_cookie(current_app_object())
-        else _VARY_ALONE  # one write; the session's save finds "Cookie" there
-    )
+    # With "Cookie" when the session's save will add it: one write, which the save then finds.
+    vary = _VARY_WITH_COOKIE if sessions.will_vary_on_cookie(current_app_object()) else _VARY_ALONE
     headers = response.headers
     present = {key.lower() for key, _ in headers}
     values = {"Cache-Control": "no-store", "X-Request-ID": request_id()}
