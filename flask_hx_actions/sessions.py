@@ -9,12 +9,15 @@ Flask's class with one serializer per key list, kept and reused
 (:class:`~flask_hx_actions.signing.Serializer`: a reused signer and a bounded memo of verified
 cookies whose age is still checked on every request).
 
-Two more per-request costs of Flask's class are cut, with the same outcome:
+Three more per-request costs of Flask's class are cut, with the same outcome:
 
 - ``open_session`` fills ``request.cookies`` from the ``HTTP_COOKIE`` environ key with the
   parser Werkzeug's ``Request.cookies`` uses; Werkzeug gets the header through
   ``EnvironHeaders.getlist``, which walks and renames every key of the WSGI environ. The parsed
   (immutable) mapping of a recent header is reused (:func:`cookies_of`).
+- ``open_session`` then takes Flask's steps itself (for this class, not a subclass), reading the
+  cookie name and the lifetime straight from the config; the lifetime's whole seconds are
+  remembered per config value.
 - ``save_session`` of a session that sets no cookie (not modified, no refresh of a permanent
   session) only adds ``Vary: Cookie`` when the session was read, without parsing the ``Vary``
   header into a ``HeaderSet`` and writing it back when it holds plain tokens
@@ -28,6 +31,7 @@ server-side session, a subclass) keeps it untouched.
 from __future__ import annotations
 
 import hashlib
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 from flask.globals import _cv_request
@@ -38,6 +42,7 @@ from flask.sessions import (
     SessionInterface,
     SessionMixin,
 )
+from itsdangerous import BadSignature
 from werkzeug.datastructures import ImmutableMultiDict
 from werkzeug.sansio.http import parse_cookie
 
@@ -75,11 +80,28 @@ class CookieSessionInterface(SecureCookieSessionInterface):
 
     def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
         cached = request.__dict__
-        if "cookies" not in cached:  # what Werkzeug's cached property would hold
-            cached["cookies"] = cookies_of(
+        cookies = cached.get("cookies")
+        if cookies is None:  # what Werkzeug's cached property would hold
+            cookies = cached["cookies"] = cookies_of(
                 request.environ.get("HTTP_COOKIE", ""), request.dict_storage_class
             )
-        return super().open_session(app, request)
+        if type(self) is not CookieSessionInterface:  # a subclass may override any step
+            return super().open_session(app, request)
+        # Flask's steps, with the cookie name and lifetime read straight from the config.
+        s = self.get_signing_serializer(app)
+        if s is None:
+            return None
+        config = app.config
+        session_class = self.session_class
+        val = cookies.get(config["SESSION_COOKIE_NAME"])
+        if not val:
+            return session_class()
+        try:
+            return session_class(
+                s.loads(val, max_age=_lifetime_seconds(config["PERMANENT_SESSION_LIFETIME"]))
+            )
+        except BadSignature:
+            return session_class()
 
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
         if (
@@ -92,6 +114,20 @@ class CookieSessionInterface(SecureCookieSessionInterface):
             super().save_session(app, session, response)
         elif session.accessed:  # no cookie to set: Flask would only add "Vary: Cookie"
             add_vary(response, "Cookie")
+
+
+#: ``PERMANENT_SESSION_LIFETIME`` values (a ``timedelta`` or seconds) in whole seconds.
+_LIFETIMES: dict[Any, int] = {}
+
+
+def _lifetime_seconds(value: Any) -> int:
+    """``int(app.permanent_session_lifetime.total_seconds())`` for the config value ``value``."""
+    found = _LIFETIMES.get(value)
+    if found is None:
+        lifetime = value if isinstance(value, timedelta) else timedelta(seconds=value)
+        found = int(lifetime.total_seconds())
+        remember(_LIFETIMES, value, found, 16)
+    return found
 
 
 def will_vary_on_cookie(app: Flask) -> bool:

@@ -9,7 +9,7 @@ from unittest import mock
 
 import pytest
 from flask import Flask, Request, request, session
-from flask.sessions import SecureCookieSessionInterface
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from itsdangerous.timed import TimestampSigner
@@ -101,6 +101,45 @@ def test_a_remembered_cookie_still_expires_and_is_decoded_afresh() -> None:
         assert "('n', 1)" in client.get("/get").text
     with mock.patch.object(TimestampSigner, "get_timestamp", lambda self: NOW + 101):
         assert client.get("/get").text == "[]"  # expired: an empty session, as with Flask
+
+
+def test_lifetime_in_seconds_cookie_name_and_session_class_as_flask_reads_them() -> None:
+    class Marked(SecureCookieSession):
+        pass
+
+    for interface in (SecureCookieSessionInterface(), CookieSessionInterface()):
+        app = make_app(PERMANENT_SESSION_LIFETIME=100, SESSION_COOKIE_NAME="sid")
+        interface.session_class = Marked
+        app.session_interface = interface
+
+        @app.get("/kind")
+        def kind() -> str:
+            return type(session._get_current_object()).__name__  # type: ignore[attr-defined]
+
+        with mock.patch.object(TimestampSigner, "get_timestamp", lambda self: NOW):
+            client = app.test_client()
+            client.get("/set")
+            assert client.get_cookie("sid") is not None
+            assert "('n', 1)" in client.get("/get").text
+            assert client.get("/kind").text == "Marked"
+        with mock.patch.object(TimestampSigner, "get_timestamp", lambda self: NOW + 101):
+            assert client.get("/get").text == "[]"  # 100 seconds, given as an int
+            assert client.get("/kind").text == "Marked"  # an expired cookie: a new session
+        client.delete_cookie("sid")
+        assert client.get("/kind").text == "Marked"  # no cookie: a new session
+
+
+def test_a_subclass_keeps_flasks_steps() -> None:
+    class Named(CookieSessionInterface):
+        def get_cookie_name(self, app: Flask) -> str:
+            return "named"
+
+    app = make_app()
+    app.session_interface = Named()
+    client = app.test_client()
+    client.get("/set")
+    assert client.get_cookie("named") is not None
+    assert "('n', 1)" in client.get("/get").text
 
 
 def test_tampered_cookies_and_rotated_keys() -> None:
