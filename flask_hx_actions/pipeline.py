@@ -20,6 +20,7 @@ from urllib.parse import parse_qsl, unquote_plus
 
 import werkzeug.urls  # noqa: F401 - registers the "werkzeug.url_quote" error handler
 from flask import Flask, Request, Response, current_app, has_app_context, request
+from werkzeug.datastructures import ImmutableMultiDict
 from werkzeug.exceptions import ClientDisconnected, NotFound, RequestEntityTooLarge
 from werkzeug.sansio.utils import get_content_length
 
@@ -191,8 +192,31 @@ def _read_urlencoded(req: Request) -> bool:
         raise ClientDisconnected()
     cls = req.parameter_storage_class
     items = _form_items(data)
-    d["stream"], d["form"], d["files"] = io.BytesIO(), cls(items), cls()
+    if cls is ImmutableMultiDict:
+        d["stream"], d["form"], d["files"] = io.BytesIO(), _immutable_form(items), _NO_FILES
+    else:
+        d["stream"], d["form"], d["files"] = io.BytesIO(), cls(items), cls()
     return True
+
+
+#: The ``files`` of every urlencoded body: none, in a mapping nothing can change.
+_NO_FILES: ImmutableMultiDict[str, Any] = ImmutableMultiDict()
+
+
+def _immutable_form(items: list[tuple[str, str]]) -> ImmutableMultiDict[str, str]:
+    """``ImmutableMultiDict(items)``: the same mapping of each name to the list of its values
+    (which :func:`~.context.form_value` reads too), grouped here without the constructor's
+    per-item ``setdefault`` calls."""
+    grouped: dict[str, list[str]] = {}
+    for name, value in items:
+        values = grouped.get(name)
+        if values is None:
+            grouped[name] = [value]
+        else:
+            values.append(value)
+    form: ImmutableMultiDict[str, str] = ImmutableMultiDict.__new__(ImmutableMultiDict)
+    dict.update(form, grouped)
+    return form
 
 
 def _read_multipart(req: Request) -> bool:

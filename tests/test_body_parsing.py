@@ -9,6 +9,7 @@ import pytest
 from flask import Flask, request
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from werkzeug.datastructures import ImmutableMultiDict
 from werkzeug.exceptions import ClientDisconnected
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request
@@ -36,6 +37,11 @@ def ours(body: bytes, content_type: str = URLENCODED) -> tuple[bool, list[tuple[
     with APP.request_context(environ(body, content_type)):
         req = request._get_current_object()  # type: ignore[attr-defined]
         taken = pipeline._read_urlencoded(req)
+        if taken:  # the mappings Werkzeug would build, of the same class
+            expected = Request(environ(body, content_type))
+            assert type(req.form) is type(expected.form) is ImmutableMultiDict
+            assert req.form.to_dict(flat=False) == expected.form.to_dict(flat=False)
+            assert type(req.files) is ImmutableMultiDict and not req.files
         return taken, list(req.form.items(multi=True))
 
 
@@ -147,3 +153,32 @@ def test_content_length_is_werkzeugs(headers: dict[str, str]) -> None:
         req = request._get_current_object()  # type: ignore[attr-defined]
         assert pipeline.content_length(req) == expected
         assert req.content_length == expected  # and kept where Werkzeug keeps it
+
+
+def test_the_form_and_files_cannot_be_changed() -> None:
+    with APP.request_context(environ(b"a=1&a=2")):
+        req = request._get_current_object()  # type: ignore[attr-defined]
+        assert pipeline._read_urlencoded(req)
+        assert req.form.getlist("a") == ["1", "2"]
+        for mapping in (req.form, req.files):
+            with pytest.raises(TypeError):
+                mapping["b"] = "x"
+            with pytest.raises(TypeError):
+                mapping.setlist("b", ["x"])
+        assert not req.files
+
+
+def test_an_app_with_its_own_form_class_gets_it() -> None:
+    from flask import Request as FlaskRequest
+    from werkzeug.datastructures import MultiDict
+
+    class Own(FlaskRequest):
+        parameter_storage_class = MultiDict
+
+    app = Flask(__name__)
+    app.request_class = Own
+    with app.request_context(environ(b"a=1&a=2")):
+        req = request._get_current_object()  # type: ignore[attr-defined]
+        assert pipeline._read_urlencoded(req)
+        assert type(req.form) is MultiDict and req.form.getlist("a") == ["1", "2"]
+        assert type(req.files) is MultiDict
