@@ -281,13 +281,17 @@ _CSRF_SERIALIZERS: dict[Any, Serializer] = {}
 
 
 def _serializer(app: Flask, endpoint: str, binding: str) -> Serializer:
-    if app.secret_key is None:
+    config = app.config
+    secret = config["SECRET_KEY"]  # app.secret_key, without its descriptor
+    if secret is None:
         raise RuntimeError("flask-hx-actions needs app.secret_key to sign bound arguments.")
-    fallbacks = app.config.get("SECRET_KEY_FALLBACKS") or ()
-    key = (app.secret_key, *fallbacks, "|", endpoint, binding)
+    fallbacks = config.get("SECRET_KEY_FALLBACKS")
+    # The "|" keeps (key, fallbacks) apart from (endpoint, binding); without fallbacks, the
+    # shorter tuple cannot equal one with them.
+    key = (secret, *fallbacks, "|", endpoint, binding) if fallbacks else (secret, endpoint, binding)
     found = _SERIALIZERS.get(key)
     if found is None:
-        keys: list[Any] = [*fallbacks, app.secret_key]
+        keys: list[Any] = [*(fallbacks or ()), secret]
         found = Serializer(keys, salt=f"hx-actions.bound|{endpoint}|{binding}")
         remember(_SERIALIZERS, key, found, _SERIALIZERS_MAX)
     return found
