@@ -23,10 +23,13 @@ at 2,306.6M-2,307.5M instructions and one at 2,388.7M, 0.27M per request at n=30
 runs with 300 requests agreed within 1M): ``--server`` makes each run ``--repeat`` times (3 by
 default) and takes the median of each, printing the spread.
 
-``--cache`` runs cachegrind's cache simulation instead of callgrind (in process only) and prints
-the first-level instruction (I1) and data (D1) cache misses per request beside the instructions:
-two requests with similar instruction counts can still differ in time by how much distinct code
-and data they touch, which instruction counts do not see.
+``--cache`` runs cachegrind's cache simulation instead of callgrind and prints the first-level
+instruction (I1) and data (D1) cache misses per request beside the instructions: two requests
+with similar instruction counts can still differ in time by how much distinct code and data they
+touch, which instruction counts do not see. With ``--server`` it runs callgrind's cache and
+branch simulation in the worker instead, switched on (``callgrind_control -i on``) only after
+the warm-up, so no run with 0 requests is subtracted; it adds the mispredicted branches
+(conditional and indirect) per request, and the D1 misses are reads and writes.
 
 Needs valgrind (Debian package). ``--run SYSTEM KIND N`` is the inner run valgrind executes.
 """
@@ -228,6 +231,81 @@ def served_count(system: str, kind: str, count: int) -> int:
         return int(match.group(1))
 
 
+#: What ``--server --cache`` reads off callgrind's totals: (name, events summed).
+SERVED_EVENTS = (
+    ("instructions", ("Ir",)),
+    ("I1 misses", ("I1mr",)),
+    ("D1 misses", ("D1mr", "D1mw")),
+    ("mispredicted branches", ("Bcm", "Bim")),
+)
+
+
+def served_misses(system: str, kind: str, count: int) -> list[tuple[str, int]]:
+    """Instructions, simulated first-level cache misses and mispredicted branches of a gunicorn
+    worker serving ``count`` of the bench's requests, collected only from after the warm-up."""
+    from run import Browser, Server, http_request
+
+    with tempfile.TemporaryDirectory(prefix="bench-cachesim-") as out:
+        config = Path(out) / "no_gc.py"
+        config.write_text("def post_fork(server, worker):\n    import gc\n\n    gc.disable()\n")
+        valgrind = [
+            "valgrind",
+            "--tool=callgrind",
+            "--cache-sim=yes",
+            "--branch-sim=yes",
+            "--instr-atstart=no",
+            "--trace-children=yes",
+            f"--callgrind-out-file={out}/cg.%p",
+            sys.executable,
+        ]
+        server = Server(
+            f"{system}_app",
+            20,
+            {"PYTHONHASHSEED": "0", "GUNICORN_CMD_ARGS": f"--timeout=600 -c {config}"},
+            workers=1,
+            wrap=valgrind,
+            patience=10,
+        )
+        try:
+            server.start()
+            assert server.proc is not None
+            master = server.proc.pid
+            browser = Browser(system, server.port)
+            browser.load()
+            req = {
+                "page": browser.get_page,
+                "htmx": lambda: browser.htmx_toggle(ROW),
+                "plain": lambda: browser.plain_toggle(ROW),
+            }[kind]()
+
+            def send() -> None:
+                answer = http_request(
+                    server.port, req.method, req.path, req.headers, req.body, timeout=120
+                )
+                if answer.status not in (200, 303):
+                    raise SystemExit(f"{system} {kind}: {answer.status}")
+
+            for _ in range(30):  # warm-up, not collected
+                send()
+            worker = subprocess.run(
+                ["pgrep", "-P", str(master)], capture_output=True, text=True, check=True
+            ).stdout.split()[0]
+            switch = ["callgrind_control", "-i"]
+            subprocess.run([*switch, "on", worker], capture_output=True, check=True)
+            for _ in range(count):
+                send()
+            subprocess.run([*switch, "off", worker], capture_output=True, check=True)
+        finally:
+            server.stop()  # the worker exits and callgrind writes its file
+        text = (Path(out) / f"cg.{worker}").read_text()
+    events = re.search(r"^events: (.+)$", text, re.M)
+    totals = re.search(r"^totals: (.+)$", text, re.M)
+    if not events or not totals:
+        raise SystemExit(f"no events or totals in the worker's callgrind file ({system} {kind})")
+    values = dict(zip(events.group(1).split(), map(int, totals.group(1).split()), strict=True))
+    return [(name, sum(values[e] for e in parts)) for name, parts in SERVED_EVENTS]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--system", choices=APP_NAMES, action="append")
@@ -245,13 +323,16 @@ def main() -> None:
     if args.run:
         inner(args.run[0], args.run[1], int(args.run[2]))
         return
-    if args.cache and args.server:
-        parser.error("--cache counts in process only")
     if args.cache:
         print(f"simulated caches: {cache_configuration()}", flush=True)
     for system in args.system or ["baseline", "library"]:
         for kind in args.kind or list(KINDS):
             count = args.n or (10 if kind == "page" else 300)
+            if args.cache and args.server:
+                found = served_misses(system, kind, count)
+                per = "; ".join(f"{value / count:14,.0f} {name}/request" for name, value in found)
+                print(f"{system:8} {kind:5} {per} in a gunicorn worker (n={count})", flush=True)
+                continue
             spread = 0.0
             with ThreadPoolExecutor(2) as pool:  # the runs with 0 and with `count` requests
                 if args.server:
