@@ -20,6 +20,7 @@ from urllib.parse import parse_qsl, unquote_plus
 
 import werkzeug.urls  # noqa: F401 - registers the "werkzeug.url_quote" error handler
 from flask import Flask, Request, Response, current_app, has_app_context, request
+from flask.globals import _cv_app
 from werkzeug.datastructures import ImmutableMultiDict
 from werkzeug.exceptions import ClientDisconnected, NotFound, RequestEntityTooLarge
 from werkzeug.sansio.utils import get_content_length
@@ -686,11 +687,15 @@ def handle_exception(app: Flask, action: Action, error: BaseException) -> Respon
 
 def request_id() -> str:
     """This request's id: the incoming ``X-Request-ID`` when the app trusts it, else a new one."""
-    values = flags()
+    return _request_id(flags(), current_app_object())
+
+
+def _request_id(values: dict[str, Any], app: Flask) -> str:
+    """:func:`request_id`, given ``g``'s dict and the app."""
     rid: str | None = values.get("_hx_request_id")
     if rid is not None:
         return rid
-    if current_app_object().config["HX_ACTIONS_TRUST_REQUEST_ID"]:
+    if app.config["HX_ACTIONS_TRUST_REQUEST_ID"]:
         incoming = current_request().environ.get("HTTP_X_REQUEST_ID", "")
         if _REQUEST_ID.match(incoming):
             rid = incoming
@@ -709,30 +714,44 @@ def finish_response(response: Response) -> Response:
     The library's own answers have none of these headers yet: they are appended in one step
     (:func:`~.headers.append_built`). Any other answer gets them one by one, merged with what it
     has."""
-    values_of_g = flags()
+    app_ctx = _cv_app.get(None)
+    if app_ctx is None:  # an after_request hook runs in an app context; the usual error if not
+        values_of_g = flags()
+        app = current_app_object()
+    else:
+        values_of_g = app_ctx.g.__dict__
+        app = app_ctx.app
     if values_of_g.get("_hx_action") is None:
         return response
     # With "Cookie" when the session's save will add it: one write, which the save then finds.
-    vary = _VARY_WITH_COOKIE if sessions.will_vary_on_cookie(current_app_object()) else _VARY_ALONE
+    vary = _VARY_WITH_COOKIE if sessions.will_vary_on_cookie(app) else _VARY_ALONE
     headers = response.headers
     present = {key.lower() for key, _ in headers}
-    values = {"Cache-Control": "no-store", "X-Request-ID": request_id()}
+    rid = _request_id(values_of_g, app)
+    actions: str | None = None
     # The header, without EnvironHeaders.
     if current_request().environ.get("HTTP_HX_REQUEST") == "true":
         renew = values_of_g.get(_RENEW_KEY) or (
             200 <= response.status_code < 300 and "hx-redirect" not in present
         )
-        values[responses.ACTIONS_HEADER] = responses.actions_header(bool(renew))
+        actions = responses.actions_header(bool(renew))
     if present.isdisjoint(_FINISHING):
-        append_built(headers, [("Vary", ", ".join(vary)), *values.items()])
+        built = [("Vary", vary[1]), ("Cache-Control", "no-store"), ("X-Request-ID", rid)]
+        if actions is not None:
+            built.append((responses.ACTIONS_HEADER, actions))
+        append_built(headers, built)
         return response
-    add_vary(response, *vary)
+    add_vary(response, *vary[0])
+    values = {"Cache-Control": "no-store", "X-Request-ID": rid}
+    if actions is not None:
+        values[responses.ACTIONS_HEADER] = actions
     put_headers(headers, values, present)
     return response
 
 
-_VARY_ALONE = ("HX-Request",)
-_VARY_WITH_COOKIE = ("HX-Request", "Cookie")
+#: (the tokens, the header's value when it is written whole).
+_VARY_ALONE = (("HX-Request",), "HX-Request")
+_VARY_WITH_COOKIE = (("HX-Request", "Cookie"), "HX-Request, Cookie")
 #: The headers :func:`finish_response` writes, lower-cased: an answer with none of them gets
 #: them appended in one step.
 _FINISHING = frozenset({"vary", "cache-control", "x-request-id", "hx-actions"})

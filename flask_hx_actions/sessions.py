@@ -137,7 +137,9 @@ def will_vary_on_cookie(app: Flask) -> bool:
     the save finds ``Cookie`` there. False when unsure (another interface, nothing read)."""
     request_ctx = _cv_request.get(None)
     current = None if request_ctx is None else request_ctx.session
-    if current is None or not isinstance(current, SecureCookieSession):
+    if current is None or (
+        type(current) is not SecureCookieSession and not isinstance(current, SecureCookieSession)
+    ):
         return False
     interface = app.session_interface
     return (
