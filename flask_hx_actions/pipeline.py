@@ -108,14 +108,19 @@ def content_length(req: Request) -> int | None:
     """``req.content_length``, computed the way Werkzeug does from the environ's headers, and
     kept where Werkzeug's cached property keeps it (its own lookup goes through
     ``EnvironHeaders``, which raises and catches an exception for the absent
-    ``Transfer-Encoding``)."""
+    ``Transfer-Encoding``). The usual value, plain ASCII digits without ``Transfer-Encoding``,
+    is read without Werkzeug's regular expression."""
     cached = req.__dict__
     if "content_length" not in cached:
         environ = req.environ
-        cached["content_length"] = get_content_length(
-            http_content_length=environ.get("CONTENT_LENGTH"),
-            http_transfer_encoding=environ.get("HTTP_TRANSFER_ENCODING"),
-        )
+        raw = environ.get("CONTENT_LENGTH")
+        encoding = environ.get("HTTP_TRANSFER_ENCODING")
+        if encoding is None and raw is not None and raw.isascii() and raw.isdigit():
+            cached["content_length"] = int(raw)  # Werkzeug's answer for plain ASCII digits
+        else:
+            cached["content_length"] = get_content_length(
+                http_content_length=raw, http_transfer_encoding=encoding
+            )
     return cached["content_length"]  # type: ignore[no-any-return]
 
 

@@ -142,6 +142,14 @@ def test_no_field_is_longer_than_three_times_the_body(body: bytes) -> None:
         {"CONTENT_LENGTH": " 7 "},
         {"CONTENT_LENGTH": "12", "HTTP_TRANSFER_ENCODING": "chunked"},
         {"HTTP_TRANSFER_ENCODING": "gzip, Chunked"},
+        {"CONTENT_LENGTH": "0012"},
+        {"CONTENT_LENGTH": "+5"},
+        {"CONTENT_LENGTH": "\u0665"},  # an Arabic-Indic five: a digit to str.isdigit, not to HTTP
+        {"CONTENT_LENGTH": "\u00b2"},  # superscript two
+        {"CONTENT_LENGTH": "1_0"},
+        {"CONTENT_LENGTH": ""},
+        {"CONTENT_LENGTH": "9" * 30},
+        {"CONTENT_LENGTH": "12", "HTTP_TRANSFER_ENCODING": "gzip"},
     ],
 )
 def test_content_length_is_werkzeugs(headers: dict[str, str]) -> None:
@@ -182,3 +190,20 @@ def test_an_app_with_its_own_form_class_gets_it() -> None:
         assert pipeline._read_urlencoded(req)
         assert type(req.form) is MultiDict and req.form.getlist("a") == ["1", "2"]
         assert type(req.files) is MultiDict
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.one_of(st.none(), st.text(max_size=6), st.text("0123456789 -+", max_size=6)),
+    st.one_of(st.none(), st.sampled_from(["chunked", "gzip", "gzip, chunked", ""])),
+)
+def test_content_length_is_werkzeugs_for_any_header(raw: str | None, encoding: str | None) -> None:
+    env = EnvironBuilder(method="POST").get_environ()
+    env.pop("CONTENT_LENGTH", None)
+    if raw is not None:
+        env["CONTENT_LENGTH"] = raw
+    if encoding is not None:
+        env["HTTP_TRANSFER_ENCODING"] = encoding
+    expected = Request(dict(env)).content_length
+    with APP.request_context(env):
+        assert pipeline.content_length(request._get_current_object()) == expected  # type: ignore[attr-defined]
