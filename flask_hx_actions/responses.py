@@ -19,7 +19,7 @@ from werkzeug.datastructures import Headers
 from . import forms
 from .context import OWN_ORIGIN, current_request, flags, form_value
 from .fragments import Fragment, FragmentError, cache_key, parse_region_token
-from .headers import environ_key
+from .headers import append_built, environ_key
 from .htmx import hx_redirect, reswap
 from .results import Result
 from .security import fresh_key, own_origin, safe_target
@@ -133,11 +133,17 @@ class SeeOther(Response):
 
 
 def see_other(location: str) -> Response:
-    # The mimetype given: without it, Werkzeug looks for a Content-Type header that is not
-    # there, which raises and catches an exception.
-    response = SeeOther("", status=303, mimetype="text/html")  # with its Content-Length
-    response.headers["Location"] = location
+    # The content type given whole: without one, Werkzeug looks for a Content-Type header that
+    # is not there, which raises and catches an exception.
+    response = SeeOther(b"", status=303, content_type=_HTML)  # with its Content-Length
+    if "\r" in location or "\n" in location:
+        response.headers["Location"] = location  # Werkzeug refuses it (ValueError)
+    else:  # the response has no Location yet, and the value no line break: appended as is
+        append_built(response.headers, [("Location", location)])
     return response
+
+
+_HTML = "text/html; charset=utf-8"
 
 
 # -- success -------------------------------------------------------------------------------------

@@ -120,3 +120,23 @@ def test_a_plain_path_skips_iri_to_uri(monkeypatch: pytest.MonkeyPatch) -> None:
     assert seen == []
     sent(see_other("/caf\u00e9"))  # anything else still goes through it
     assert seen == ["/caf\u00e9"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(LOCATIONS, st.text(max_size=12)))
+@example("/a\r\nSet-Cookie: x=1")
+@example("/a\n")
+def test_see_other_is_a_response_with_its_location_set(location: str) -> None:
+    """see_other appends Location to its new answer; the answer is the one Flask's Response
+    with ``headers["Location"] = location`` makes, and a line break is refused the same way."""
+    theirs = Response("", status=303, mimetype="text/html")
+    try:
+        theirs.headers["Location"] = location
+    except ValueError:
+        with pytest.raises(ValueError):
+            see_other(location)
+        return
+    ours = see_other(location)
+    assert type(ours) is SeeOther
+    assert ours.status == theirs.status and ours.get_data() == theirs.get_data()
+    assert list(ours.headers) == list(theirs.headers)
