@@ -45,6 +45,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -175,51 +176,68 @@ def cache_configuration() -> str:
     return "; ".join(found) or "unknown (cachegrind printed no configuration)"
 
 
+def _worker_under_callgrind(out: Path, system: str, *options: str) -> Any:
+    """A gunicorn server of ``system`` with one worker, run under callgrind (``options``: more of
+    its options), writing one file per process into ``out``. The worker's garbage collector is
+    off: when a full collection falls inside one run and not the other, it adds hundreds of
+    thousands of instructions per request at n=200 (seen: the same request counted 1.79M and
+    2.42M)."""
+    from run import Server
+
+    config = out / "no_gc.py"
+    config.write_text("def post_fork(server, worker):\n    import gc\n\n    gc.disable()\n")
+    valgrind = [
+        "valgrind",
+        "--tool=callgrind",
+        *options,
+        "--trace-children=yes",
+        f"--callgrind-out-file={out}/cg.%p",
+        sys.executable,
+    ]
+    return Server(
+        f"{system}_app",
+        20,
+        # The worker's idle wake-ups: none within a run.
+        {"PYTHONHASHSEED": "0", "GUNICORN_CMD_ARGS": f"--timeout=600 -c {config}"},
+        workers=1,
+        wrap=valgrind,
+        patience=10,
+    )
+
+
+def _served_request(server: Any, system: str, kind: str) -> Callable[[], None]:
+    """A function that sends the bench's request of ``kind`` to ``server`` once (built from the
+    page it loads now, with its session cookie) and checks the answer's status."""
+    from run import Browser, http_request
+
+    browser = Browser(system, server.port)
+    browser.load()
+    if kind == "page":
+        req = browser.get_page()
+    elif kind == "htmx":
+        req = browser.htmx_toggle(ROW)
+    else:
+        req = browser.plain_toggle(ROW)
+
+    def send() -> None:
+        answer = http_request(server.port, req.method, req.path, req.headers, req.body, timeout=120)
+        if answer.status not in (200, 303):
+            raise SystemExit(f"{system} {kind}: {answer.status}")
+
+    return send
+
+
 def served_count(system: str, kind: str, count: int) -> int:
     """Instructions of the gunicorn worker serving ``count`` of the bench's requests (after the
     page load that builds them and a warm-up), counted by valgrind until the worker exits."""
-    from run import Browser, Server, http_request
-
     with tempfile.TemporaryDirectory(prefix="bench-callgrind-") as out:
-        # The worker's garbage collector off: when a full collection falls inside one run and
-        # not the other, it adds hundreds of thousands of instructions per request at n=200
-        # (seen: the same request counted 1.79M and 2.42M).
-        config = Path(out) / "no_gc.py"
-        config.write_text("def post_fork(server, worker):\n    import gc\n\n    gc.disable()\n")
-        valgrind = [
-            "valgrind",
-            "--tool=callgrind",
-            "--trace-children=yes",
-            f"--callgrind-out-file={out}/cg.%p",
-            sys.executable,
-        ]
-        server = Server(
-            f"{system}_app",
-            20,
-            # The worker's idle wake-ups: none within a run.
-            {"PYTHONHASHSEED": "0", "GUNICORN_CMD_ARGS": f"--timeout=600 -c {config}"},
-            workers=1,
-            wrap=valgrind,
-            patience=10,
-        )
+        server = _worker_under_callgrind(Path(out), system)
         try:
             server.start()
-            assert server.proc is not None
             master = server.proc.pid  # valgrind's pid is gunicorn's arbiter
-            browser = Browser(system, server.port)
-            browser.load()
-            if kind == "page":
-                req = browser.get_page()
-            elif kind == "htmx":
-                req = browser.htmx_toggle(ROW)
-            else:
-                req = browser.plain_toggle(ROW)
+            send = _served_request(server, system, kind)
             for _ in range(10 + count):  # 10 for the warm-up, in both runs
-                status = http_request(
-                    server.port, req.method, req.path, req.headers, req.body, timeout=120
-                ).status
-                if status not in (200, 303):
-                    raise SystemExit(f"{system} {kind}: {status}")
+                send()
         finally:
             server.stop()  # the worker exits and callgrind writes its file
         workers = [f for f in Path(out).glob("cg.*") if f.name != f"cg.{master}"]
@@ -243,52 +261,16 @@ SERVED_EVENTS = (
 def served_misses(system: str, kind: str, count: int) -> list[tuple[str, int]]:
     """Instructions, simulated first-level cache misses and mispredicted branches of a gunicorn
     worker serving ``count`` of the bench's requests, collected only from after the warm-up."""
-    from run import Browser, Server, http_request
-
     with tempfile.TemporaryDirectory(prefix="bench-cachesim-") as out:
-        config = Path(out) / "no_gc.py"
-        config.write_text("def post_fork(server, worker):\n    import gc\n\n    gc.disable()\n")
-        valgrind = [
-            "valgrind",
-            "--tool=callgrind",
-            "--cache-sim=yes",
-            "--branch-sim=yes",
-            "--instr-atstart=no",
-            "--trace-children=yes",
-            f"--callgrind-out-file={out}/cg.%p",
-            sys.executable,
-        ]
-        server = Server(
-            f"{system}_app",
-            20,
-            {"PYTHONHASHSEED": "0", "GUNICORN_CMD_ARGS": f"--timeout=600 -c {config}"},
-            workers=1,
-            wrap=valgrind,
-            patience=10,
-        )
+        options = ("--cache-sim=yes", "--branch-sim=yes", "--instr-atstart=no")
+        server = _worker_under_callgrind(Path(out), system, *options)
         try:
             server.start()
-            assert server.proc is not None
-            master = server.proc.pid
-            browser = Browser(system, server.port)
-            browser.load()
-            req = {
-                "page": browser.get_page,
-                "htmx": lambda: browser.htmx_toggle(ROW),
-                "plain": lambda: browser.plain_toggle(ROW),
-            }[kind]()
-
-            def send() -> None:
-                answer = http_request(
-                    server.port, req.method, req.path, req.headers, req.body, timeout=120
-                )
-                if answer.status not in (200, 303):
-                    raise SystemExit(f"{system} {kind}: {answer.status}")
-
+            send = _served_request(server, system, kind)
             for _ in range(30):  # warm-up, not collected
                 send()
             worker = subprocess.run(
-                ["pgrep", "-P", str(master)], capture_output=True, text=True, check=True
+                ["pgrep", "-P", str(server.proc.pid)], capture_output=True, text=True, check=True
             ).stdout.split()[0]
             switch = ["callgrind_control", "-i"]
             subprocess.run([*switch, "on", worker], capture_output=True, check=True)
