@@ -536,6 +536,11 @@ def tags_from(
     ``by_position`` (see :func:`takes_by_position`): when ``values`` has every name, ``func`` is
     called with them in order, the same call without building a keyword dict (tag functions run
     once per row of a page); otherwise with the ones present as keywords, so defaults apply."""
+    if by_position and len(names) == 1:  # tags=lambda id: [...], the usual case
+        name = names[0]
+        if name in values:
+            found = tag_set(func(values[name]))
+            return static | found if static else found
     args: tuple[Any, ...] | None = None
     if by_position:
         try:

@@ -381,3 +381,15 @@ def test_tags_functions_get_their_arguments_by_position_keyword_or_default():
     assert tags_from(frozenset(), variadic, ("id",), {"id": 7, "x": 1}, True) == {"row:7"}
     with pytest.raises(TypeError):
         tags_from(frozenset(), plain, names, {"kind": "todo"}, True)  # id missing: as a call
+
+    # one parameter (the usual tags=lambda id: ...): its value by position, its default when absent
+    def one(id=3):
+        return [f"row:{id}"]
+
+    assert tags_from(frozenset(), one, ("id",), {"id": 7}, True) == {"row:7"}
+    assert tags_from(base, one, ("id",), {"id": 7, "other": 1}, True) == {"row:7", "stats"}
+    assert tags_from(frozenset(), one, ("id",), {}, True) == {"row:3"}
+    with pytest.raises(ValueError):  # its tags are checked as any others
+        tags_from(frozenset(), lambda id: [f"row {id}"], ("id",), {"id": 7}, True)
+    with pytest.raises(TypeError):
+        tags_from(frozenset(), lambda id: f"row:{id}", ("id",), {"id": 7}, True)
