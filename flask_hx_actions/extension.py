@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Flask
 
-from . import cli, forms, pipeline, sessions, wrappers
+from . import cli, forms, pipeline, sessions, syncs, wrappers
 from .cache import make_stores
 from .context import IDENTITY, current_app_object, flags, forget_identity
 from .errors import ActionRefused
@@ -45,6 +45,7 @@ DEFAULTS: dict[str, Any] = {
     "HX_ACTIONS_SESSION_SAMESITE": "Lax",
     "HX_ACTIONS_FAST_SESSION": True,
     "HX_ACTIONS_FAST_REQUEST": True,
+    "HX_ACTIONS_FAST_ENSURE_SYNC": True,
     "HX_ACTIONS_IDEMPOTENCY_STORE": "auto",
     "HX_ACTIONS_IDEMPOTENCY_TTL": 24 * 3600,
     "HX_ACTIONS_RATELIMIT_STORAGE_URI": "memory://",
@@ -149,6 +150,7 @@ class HxActions:
             app.config["SESSION_COOKIE_SAMESITE"] = samesite
         sessions.install(app)
         wrappers.install(app)
+        syncs.install(app)
         _forget_identity_on_flask_login()
 
         state = HxState(app, self)
