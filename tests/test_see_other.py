@@ -1,5 +1,6 @@
-"""responses.SeeOther: the headers it sends are the ones Werkzeug's own ``get_wsgi_headers``
-sends, without ``iri_to_uri`` for a ``Location`` that function gives back unchanged."""
+"""responses.Answer: the headers it sends are the ones Werkzeug's own ``get_wsgi_headers`` and
+``get_wsgi_response`` send, without the copy of the headers when nothing in them changes, and
+without ``iri_to_uri`` for a ``Location`` that function gives back unchanged."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 from werkzeug.test import EnvironBuilder
 from werkzeug.urls import iri_to_uri
 
-from flask_hx_actions.responses import _URI_AS_IS, SeeOther, see_other
+from flask_hx_actions.responses import _URI_AS_IS, Answer, see_other
 
 ENVIRON = EnvironBuilder(path="/todos/toggle", method="POST").get_environ()
 AS_IS = st.from_regex(_URI_AS_IS, fullmatch=True)
@@ -51,7 +52,21 @@ def test_as_is_locations_are_unchanged_by_iri_to_uri(location: str) -> None:
 
 
 def sent(response: Response) -> list[tuple[str, str]]:
-    return response.get_wsgi_headers(ENVIRON).to_wsgi_list()
+    """The headers Werkzeug's two methods send: both must agree."""
+    headers = response.get_wsgi_headers(ENVIRON).to_wsgi_list()
+    app_iter, status, listed = response.get_wsgi_response(ENVIRON)
+    app_iter.close()  # type: ignore[attr-defined]
+    assert listed == headers and status == response.status
+    return headers
+
+
+def body_of(response: Response, method: str = "POST") -> bytes:
+    environ = dict(ENVIRON, REQUEST_METHOD=method)
+    app_iter = response.get_wsgi_response(environ)[0]
+    try:
+        return b"".join(app_iter)
+    finally:
+        app_iter.close()  # type: ignore[attr-defined]
 
 
 def pair(
@@ -61,9 +76,9 @@ def pair(
     body: str | None,
     name: str = "Location",
 ) -> tuple[Response, Response]:
-    """The same answer as a SeeOther and as Flask's own Response."""
+    """The same answer as an Answer and as Flask's own Response."""
     made = []
-    for cls in (SeeOther, Response):
+    for cls in (Answer, Response):
         response = cls(body, status=status, mimetype="text/html")
         for name, value in extra:
             response.headers.add(name, value)
@@ -92,15 +107,75 @@ def test_sends_what_werkzeug_sends(
     ours, theirs = pair(location, status, extra, body, name)
     try:
         expected: Any = sent(theirs)
-    except Exception as error:  # what Werkzeug refuses, SeeOther refuses the same way
+    except Exception as error:  # what Werkzeug refuses, Answer refuses the same way
         with pytest.raises(type(error)):
             sent(ours)
         return
     assert sent(ours) == expected
+    for method in ("POST", "HEAD"):
+        assert body_of(ours, method) == body_of(theirs, method)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    status=st.sampled_from([200, 422, 500, 204, 304, 101]),
+    extra=st.lists(
+        st.tuples(
+            st.sampled_from(
+                ["Vary", "Cache-Control", "X-Request-ID", "HX-Actions", "content-length"]
+            ),
+            st.sampled_from(["HX-Request, Cookie", "no-store", "1; key=abc", "7"]),
+        ),
+        max_size=4,
+    ),
+    body=st.sampled_from([None, "", '<li id="todo-7">x</li>', b"bytes"]),
+    stream=st.booleans(),
+)
+def test_answers_without_location_send_what_werkzeug_sends(
+    status: int, extra: list[tuple[str, str]], body: str | bytes | None, stream: bool
+) -> None:
+    """Fragment and error answers (no Location), buffered or streamed, with and without a
+    Content-Length: the same headers, status and body as Flask's own Response."""
+    made = []
+    for cls in (Answer, Response):
+        content: Any = iter([body or b""]) if stream else body
+        response = cls(content, status=status, mimetype="text/html")
+        for name, value in extra:
+            response.headers.add(name, value)
+        made.append(response)
+    ours, theirs = made
+    assert sent(ours) == sent(theirs)
+    assert body_of(ours) == body_of(theirs)
+
+
+def test_a_fragment_answer_is_sent_without_copying_its_headers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The point of get_wsgi_response: no Headers copy for an answer sent as it is."""
+    answer = Answer("<p>x</p>", mimetype="text/html")
+    answer.headers.add("Vary", "HX-Request")
+    assert answer.sent_as_is()
+    copies: list[Any] = []
+    real = werkzeug_response.Headers
+    monkeypatch.setattr(werkzeug_response, "Headers", lambda *a: copies.append(a) or real(*a))
+    app_iter, status, headers = answer.get_wsgi_response(ENVIRON)
+    assert copies == []
+    assert status == "200 OK"
+    assert headers == [
+        ("Content-Type", "text/html; charset=utf-8"),
+        ("Content-Length", "8"),
+        ("Vary", "HX-Request"),
+    ]
+    closed: list[bool] = []
+    answer.call_on_close(lambda: closed.append(True))
+    app_iter = answer.get_wsgi_response(ENVIRON)[0]
+    assert b"".join(app_iter) == b"<p>x</p>"
+    app_iter.close()  # type: ignore[attr-defined]
+    assert closed == [True]  # the answer's close callbacks still run
 
 
 def test_relative_location_fix_up_is_werkzeugs(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(SeeOther, "autocorrect_location_header", True)
+    monkeypatch.setattr(Answer, "autocorrect_location_header", True)
     monkeypatch.setattr(Response, "autocorrect_location_header", True)
     ours, theirs = pair("/done", 303, [], "")
     assert sent(ours) == sent(theirs)
@@ -118,8 +193,8 @@ def test_a_plain_path_skips_iri_to_uri(monkeypatch: pytest.MonkeyPatch) -> None:
     assert ("Location", "/todos/?page=2") in headers
     assert ("Content-Length", "0") in headers
     assert seen == []
-    sent(see_other("/caf\u00e9"))  # anything else still goes through it
-    assert seen == ["/caf\u00e9"]
+    sent(see_other("/caf\u00e9"))  # anything else still goes through it (in both methods)
+    assert seen == ["/caf\u00e9", "/caf\u00e9"]
 
 
 @settings(max_examples=300, deadline=None)
@@ -137,6 +212,6 @@ def test_see_other_is_a_response_with_its_location_set(location: str) -> None:
             see_other(location)
         return
     ours = see_other(location)
-    assert type(ours) is SeeOther
+    assert type(ours) is Answer
     assert ours.status == theirs.status and ours.get_data() == theirs.get_data()
     assert list(ours.headers) == list(theirs.headers)
