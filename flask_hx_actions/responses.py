@@ -115,6 +115,19 @@ class Answer(Response):
     Werkzeug's own methods.
     """
 
+    @classmethod
+    def html(cls, body: str, status: int = 200) -> Answer:
+        """``cls(body, status=status, mimetype="text/html")``: the same status, headers and body,
+        built with the content type given whole and the body's length appended (Werkzeug's
+        constructor looks the mimetype up and sets ``Content-Length`` through ``Headers.set``,
+        which walks the header list and checks the value)."""
+        response = cls(status=status, content_type=_HTML)
+        data = body.encode()
+        response.response = [data]
+        if response.automatically_set_content_length:
+            append_built(response.headers, [("Content-Length", str(len(data)))])
+        return response
+
     def sent_as_is(self) -> bool:
         """True when Werkzeug's ``get_wsgi_headers`` would send these headers unchanged."""
         status = self.status_code
@@ -216,7 +229,7 @@ def htmx_success(
                 continue  # as on a page: a region the user may not see is not sent
             seen.add(dom_id)
             parts.append(fragment.region(params, oob=True))
-    response = Answer("".join(parts), mimetype="text/html")
+    response = Answer.html("".join(parts))
     if action.fragment is None:
         reswap(response, "none")
     return response  # its HX-Actions header, with the form's next key: pipeline.finish_response
@@ -330,7 +343,7 @@ def fragment_endpoint(name: str) -> Response:
         response = Answer(status=304)
     else:
         g._hx_form_rendered = False
-        response = Answer(fragment.region(params), mimetype="text/html")
+        response = Answer.html(fragment.region(params))
         if g.get("_hx_form_rendered"):
             state.fragment_forms.add(fragment.name)
             etag = None
@@ -387,7 +400,7 @@ def htmx_errors(app: Flask, action: Action, bound: Mapping[str, Any], result: Re
     names += [n for n in result.errors if n not in names and n != "_form"]
     for name in names:
         parts.append(forms.error_slot(form_id, name, result.errors.get(name, ()), oob=True))
-    response = Answer("".join(parts), status=result.status, mimetype="text/html")
+    response = Answer.html("".join(parts), result.status)
     return reswap(response, "none")
 
 
@@ -398,7 +411,7 @@ def htmx_message(status: int, message: str) -> Response:
     body = ""
     if form_id:
         body = str(forms.error_summary(form_id, {}, message, {}, oob=True))
-    response = Answer(body, status=status, mimetype="text/html")
+    response = Answer.html(body, status)
     response.headers["HX-Trigger"] = json.dumps(
         {"hx-actions:error": {"status": status, "message": message}}
     )
@@ -438,4 +451,4 @@ def server_error(kind: str, request_id: str) -> Response:
     html = render_template(
         "hx_actions/error.html", status=500, message=_SERVER_ERROR, request_id=request_id
     )
-    return Answer(html, status=500, mimetype="text/html")
+    return Answer.html(html, 500)

@@ -11,6 +11,7 @@ import werkzeug.wrappers.response as werkzeug_response
 from flask import Response
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from markupsafe import Markup
 from werkzeug.test import EnvironBuilder
 from werkzeug.urls import iri_to_uri
 
@@ -215,3 +216,32 @@ def test_see_other_is_a_response_with_its_location_set(location: str) -> None:
     assert type(ours) is Answer
     assert ours.status == theirs.status and ours.get_data() == theirs.get_data()
     assert list(ours.headers) == list(theirs.headers)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    body=st.one_of(st.text(max_size=40), st.text(max_size=10).map(Markup)),
+    status=st.sampled_from([200, 400, 403, 409, 413, 422, 429, 500]),
+)
+@example(body="", status=200)
+@example(body='<li id="todo-7">caf\u00e9 \U0001f600</li>', status=200)
+def test_html_answers_are_what_flasks_response_makes(body: str, status: int) -> None:
+    ours = Answer.html(body, status)
+    theirs = Response(body, status=status, mimetype="text/html")
+    assert type(ours) is Answer
+    assert ours.status == theirs.status
+    assert list(ours.headers) == list(theirs.headers)
+    assert ours.get_data() == theirs.get_data()
+    assert sent(ours) == sent(theirs)
+
+
+def test_html_answers_keep_werkzeugs_content_length_setting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(Answer, "automatically_set_content_length", False)
+    monkeypatch.setattr(Response, "automatically_set_content_length", False)
+    ours, theirs = Answer.html("<p>x</p>"), Response("<p>x</p>", mimetype="text/html")
+    assert (
+        list(ours.headers) == list(theirs.headers) == [("Content-Type", "text/html; charset=utf-8")]
+    )
+    assert ours.get_data() == theirs.get_data()
