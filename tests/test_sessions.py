@@ -298,3 +298,45 @@ def test_will_vary_on_cookie_is_false_for_a_null_session(ours: bool) -> None:
 
         request_ctx._session = null  # Flask 3.1 keeps it there (the property marks it read)
         assert not will_vary_on_cookie(app)
+
+
+def test_is_null_session_answers_as_flasks() -> None:
+    from flask.sessions import NullSession
+
+    class Marked(SecureCookieSession):
+        pass
+
+    class OwnNull(SecureCookieSession):
+        pass
+
+    objects = [SecureCookieSession(), NullSession(), Marked(), OwnNull(), {}, None]
+    for null_class in (NullSession, OwnNull):
+        ours, theirs = CookieSessionInterface(), SecureCookieSessionInterface()
+        ours.null_session_class = theirs.null_session_class = null_class
+        for obj in objects:
+            assert ours.is_null_session(obj) is theirs.is_null_session(obj), (null_class, obj)
+
+
+@pytest.mark.parametrize(
+    "storage", ["werkzeug.datastructures.ImmutableMultiDict", "werkzeug.datastructures.MultiDict"]
+)
+def test_the_first_session_cookie_of_several_is_read_as_flask_reads_it(storage: str) -> None:
+    """Two cookies of the session's name: Flask reads the first, with Werkzeug's immutable
+    cookies (read without MultiDict.get) and with an app's own storage class."""
+    import importlib
+
+    module, _, name = storage.rpartition(".")
+    storage_class = getattr(importlib.import_module(module), name)
+    good = cookie_of(make_app())
+    answers = []
+    for interface in (CookieSessionInterface(), SecureCookieSessionInterface()):
+        app = make_app()
+        app.session_interface = interface
+        app.request_class = type("Own", (Request,), {"dict_storage_class": storage_class})
+        for header in (f"session={good}; session=bad", f"session=bad; session={good}", ""):
+            environ = EnvironBuilder(path="/get", headers={"Cookie": header}).get_environ()
+            with app.request_context(environ):
+                answers.append((header, sorted(session.items())))
+    half = len(answers) // 2
+    assert answers[:half] == answers[half:]
+    assert answers[0][1] != [] and answers[1][1] == []  # the first cookie counts
