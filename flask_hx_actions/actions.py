@@ -97,6 +97,8 @@ class Action:
             frozenset() if tags is None or callable(tags) else frozenset(_check_tags(tags))
         )
         self.tags_params = _param_names(self.tags_func) if self.tags_func else ()
+        #: The same names as a set: forms check that ``bind=`` holds them all, once per row.
+        self.tags_param_set = frozenset(self.tags_params)
         self.tags_by_position = self.tags_func is not None and takes_by_position(self.tags_func)
         self._view: Callable[..., Any] | None = None
 

@@ -494,7 +494,7 @@ def _declared_tags(action: Action, bind: Mapping[str, Any] | None) -> frozenset[
     if action.tags_func is None:
         return action.static_tags
     available = bind or {}
-    if all(p in available for p in action.tags_params):
+    if available.keys() >= action.tags_param_set:
         return action.tags_for(available)
     return action.static_tags
 

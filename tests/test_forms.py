@@ -393,3 +393,24 @@ def test_tags_functions_get_their_arguments_by_position_keyword_or_default():
         tags_from(frozenset(), lambda id: [f"row {id}"], ("id",), {"id": 7}, True)
     with pytest.raises(TypeError):
         tags_from(frozenset(), lambda id: f"row:{id}", ("id",), {"id": 7}, True)
+
+
+def test_a_forms_declared_tags_need_every_parameter_of_the_tag_function():
+    from types import MappingProxyType
+
+    from flask_hx_actions.actions import Action
+    from flask_hx_actions.forms import _declared_tags
+
+    def move(id, kind):
+        return None
+
+    action = Action(
+        move, name="move", endpoint="t.move", tags=lambda id, kind: [f"{kind}:{id}", "stats"]
+    )
+    static = Action(move, name="move", endpoint="t.move", tags=["stats"])
+    assert _declared_tags(action, {"id": 7, "kind": "row"}) == {"row:7", "stats"}
+    assert _declared_tags(action, {"id": 7, "kind": "row", "x": 1}) == {"row:7", "stats"}
+    assert _declared_tags(action, MappingProxyType({"id": 7, "kind": "row"})) == {"row:7", "stats"}
+    assert _declared_tags(action, {"id": 7}) == frozenset()  # one missing: none from the function
+    assert _declared_tags(action, None) == frozenset()
+    assert _declared_tags(static, {"id": 7}) == {"stats"}
