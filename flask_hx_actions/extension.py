@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Flask
 
-from . import cli, forms, pipeline, sessions, syncs, wrappers
+from . import cli, forms, pipeline, sessions, syncs, url_adapters, wrappers
 from .cache import make_stores
 from .context import IDENTITY, current_app_object, flags, forget_identity
 from .errors import ActionRefused
@@ -46,6 +46,7 @@ DEFAULTS: dict[str, Any] = {
     "HX_ACTIONS_FAST_SESSION": True,
     "HX_ACTIONS_FAST_REQUEST": True,
     "HX_ACTIONS_FAST_ENSURE_SYNC": True,
+    "HX_ACTIONS_FAST_URL_ADAPTER": True,
     "HX_ACTIONS_IDEMPOTENCY_STORE": "auto",
     "HX_ACTIONS_IDEMPOTENCY_TTL": 24 * 3600,
     "HX_ACTIONS_RATELIMIT_STORAGE_URI": "memory://",
@@ -151,6 +152,7 @@ class HxActions:
         sessions.install(app)
         wrappers.install(app)
         syncs.install(app)
+        url_adapters.install(app)
         _forget_identity_on_flask_login()
 
         state = HxState(app, self)
