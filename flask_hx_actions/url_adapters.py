@@ -11,9 +11,10 @@ date itself), so the adapter of a request with the same environ values, the ones
 ``request.host`` the same host.
 
 :func:`install` gives the app a ``create_url_adapter`` that remembers them per such values, for
-requests of an app without ``TRUSTED_HOSTS``, host matching or subdomain matching (each of those
-goes through Flask's own method every time, as does the adapter of an app context without a
-request). The memo is bounded (oldest out first): paths and query strings are the client's.
+requests of an app without trusted hosts (``TRUSTED_HOSTS``, or a request class's own
+``trusted_hosts``), host matching or subdomain matching (each of those goes through Flask's own
+method every time, as does the adapter of an app context without a request). The memo is
+bounded (oldest out first): paths and query strings are the client's.
 
 ``HxActions`` installs it only where the app's class keeps Flask's own ``create_url_adapter``
 and the app has none of its own (``HX_ACTIONS_FAST_URL_ADAPTER``, on by default).
@@ -57,6 +58,7 @@ def reusing_create_url_adapter(app: Flask) -> Callable[[Request | None], MapAdap
             or url_map.host_matching
             or app.subdomain_matching
             or app.config["TRUSTED_HOSTS"] is not None
+            or request.trusted_hosts is not None  # a request class's own (Werkzeug's way)
         ):
             return Flask.create_url_adapter(app, request)
         environ = request.environ

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from flask import Flask, request, url_for
+from flask import Flask, Request, request, url_for
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from werkzeug.exceptions import HTTPException
@@ -160,6 +160,16 @@ def test_a_repeated_request_reuses_its_adapter_and_answers_the_same() -> None:
 
 def test_trusted_hosts_are_checked_by_flask_on_every_request() -> None:
     app = make_app(TRUSTED_HOSTS=["good.example"])
+    client = app.test_client()
+    for _ in range(2):
+        assert client.get("/items/1", base_url="http://evil.example").status_code == 400
+        assert client.get("/items/1", base_url="http://good.example").status_code == 200
+    assert adapters_of(app) == {}
+
+
+def test_a_request_class_with_trusted_hosts_is_checked_by_flask_on_every_request() -> None:
+    app = make_app()
+    app.request_class = type("Trusting", (Request,), {"trusted_hosts": ["good.example"]})
     client = app.test_client()
     for _ in range(2):
         assert client.get("/items/1", base_url="http://evil.example").status_code == 400
