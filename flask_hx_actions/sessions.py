@@ -111,10 +111,7 @@ class CookieSessionInterface(SecureCookieSessionInterface):
             return session_class()
 
     def is_null_session(self, obj: object) -> bool:
-        # Flask's isinstance through the ABCs of SessionMixin, skipped for its cookie session.
-        if type(obj) is SecureCookieSession and self.null_session_class is NullSession:
-            return False
-        return super().is_null_session(obj)
+        return _is_null(self, obj)
 
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
         if (
@@ -163,13 +160,14 @@ def will_vary_on_cookie(app: Flask) -> bool:
     )
 
 
-def _is_null(interface: SessionInterface, current: SecureCookieSession) -> bool:
-    """``interface.is_null_session(current)``; a session of exactly Flask's cookie session class
-    is not Flask's ``NullSession``, known without an ``isinstance`` through the ABCs of
-    ``SessionMixin``."""
+def _is_null(interface: SessionInterface, current: object) -> bool:
+    """Flask's ``is_null_session`` (an ``isinstance`` of ``null_session_class``), for an
+    interface that does not override it (Flask's cookie interface, or ours); a session of
+    exactly Flask's cookie session class is not Flask's ``NullSession``, known without the
+    ``isinstance`` through the ABCs of ``SessionMixin``."""
     if type(current) is SecureCookieSession and interface.null_session_class is NullSession:
         return False
-    return interface.is_null_session(current)
+    return SessionInterface.is_null_session(interface, current)
 
 
 #: Parsed ``Cookie`` headers: a browser sends the same header with every request. Only the
