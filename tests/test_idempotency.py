@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import io
 import logging
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -305,6 +307,41 @@ def test_table_is_created_on_first_use(sql: Backend) -> None:
     assert not sa.inspect(sql.db.engine).has_table(TABLE_NAME)  # type: ignore[union-attr]
     sql.store.claim("s", "key-0001", FP, TTL)
     assert sa.inspect(sql.db.engine).has_table(TABLE_NAME)  # type: ignore[union-attr]
+
+
+def test_store_writes_each_column_as_core_would(
+    sql: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store runs its statements as driver SQL; the values it writes must read back as
+    Core's own INSERT of the same values writes them (on SQLite, a DateTime without
+    microseconds is text only through SQLAlchemy's bind processor)."""
+    import flask_hx_actions.idempotency_stores as stores
+
+    monkeypatch.setattr(stores, "_utcnow", lambda: datetime(2026, 1, 2, 3, 4, 5))
+    presumed = StoredAnswer.of(answer())
+    sql.store.claim("s", "key-0001", FP, TTL, presumed=presumed).complete(answer())
+    sql.commit()
+    assert sql.db is not None
+    with sql.db.engine.begin() as conn:
+        core = dict(
+            scope="s",
+            key="key-0002",
+            fingerprint=FP,
+            state="done",
+            status=presumed.status,
+            headers=presumed.headers_json(),
+            body=presumed.body,
+            created_at=datetime(2026, 1, 2, 3, 4, 5),
+            expires_at=datetime(2026, 1, 2, 3, 4, 5) + timedelta(seconds=TTL),
+        )
+        conn.execute(sa.insert(sql.store.table).values(core))
+        rows = conn.exec_driver_sql(
+            f"SELECT key, fingerprint, state, status, headers, body, created_at, expires_at"  # noqa: S608
+            f" FROM {TABLE_NAME} ORDER BY key"
+        ).all()
+    by_store, by_core = (tuple(r) for r in rows)
+    assert by_store[0] == "key-0001"
+    assert by_store[1:] == by_core[1:]
 
 
 def test_claim_rolls_back_with_the_actions_writes(sql: Backend) -> None:
@@ -825,3 +862,18 @@ def test_purge_keys_command_fails_without_a_store(app: Flask) -> None:
     result = app.test_cli_runner().invoke(args=["hx-actions", "purge-keys"])
     assert result.exit_code == 1
     assert "No idempotency store is configured" in result.output
+
+
+def test_sql_store_builds_in_a_fresh_interpreter_without_flask_sqlalchemy() -> None:
+    """The store's module imports what it uses (``sqlalchemy.orm``) itself: a store made before
+    anything else imported the ORM (a script, a CLI) works."""
+    code = (
+        "from flask_hx_actions.idempotency_stores import SQLAlchemyStore\n"
+        "import sys\n"
+        "assert 'flask_sqlalchemy' not in sys.modules\n"
+        "SQLAlchemyStore()\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
