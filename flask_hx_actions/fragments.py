@@ -31,7 +31,6 @@ from urllib.parse import parse_qsl, quote_plus, urlencode
 
 from flask import Flask, current_app, g, render_template
 from flask.signals import before_render_template, template_rendered
-from jinja2.runtime import new_context
 from markupsafe import Markup, escape
 
 from . import forms, oldinput, security, signals
@@ -79,6 +78,7 @@ class Fragment:
     #: by position (``tags_from``).
     param_set: frozenset[str] = field(init=False, repr=False, compare=False)
     _open: str = field(init=False, repr=False, compare=False)
+    _close: str = field(init=False, repr=False, compare=False)
     _name_attr: str = field(init=False, repr=False, compare=False)
     _quoted: Mapping[str, str] = field(init=False, repr=False, compare=False)
     _sync: bool = field(init=False, repr=False, compare=False)
@@ -95,6 +95,7 @@ class Fragment:
         setattr_ = object.__setattr__
         setattr_(self, "param_set", frozenset(self.params))
         setattr_(self, "_open", f'<{self.element} id="')
+        setattr_(self, "_close", f"</{self.element}>")
         setattr_(self, "_name_attr", f'" data-hx-fragment="{escape(self.name)}"')
         setattr_(self, "_quoted", {p: str(escape(quote_plus(p))) for p in self.params})
         setattr_(self, "_sync", not inspect.iscoroutinefunction(self.func))
@@ -212,7 +213,9 @@ class Fragment:
                 raise FragmentError(f"fragment {self.name!r}: bad parameter values.") from None
         return params
 
-    def render_inner(self, params: Mapping[str, Any]) -> str:
+    def render_inner(self, params: Mapping[str, Any], head: str = "", tail: str = "") -> str:
+        """The fragment's template rendered with its context, between ``head`` and ``tail`` (the
+        region's opening and closing tags, joined with the template's output in one go)."""
         app = current_app_object()
         if self._sync and type(app).ensure_sync is Flask.ensure_sync:
             context = self.func(**params)  # what ensure_sync returns for a plain function
@@ -230,10 +233,12 @@ class Fragment:
         if self.block is not None:
             from jinja2_fragments.flask import render_block
 
-            return str(render_block(self.template, self.block, **context))
-        if before_render_template.receivers or template_rendered.receivers:
-            return render_template(self.template, **context)
-        return _render(app, self.template, context)
+            inner = str(render_block(self.template, self.block, **context))
+        elif before_render_template.receivers or template_rendered.receivers:
+            inner = render_template(self.template, **context)
+        else:
+            return _render(app, self.template, context, head, tail)
+        return f"{head}{inner}{tail}" if head or tail else inner
 
     def allowed(self, params: Mapping[str, Any], identity: Any) -> bool:
         """The fragment's own authorization (``login_required=``, ``authorize=``)."""
@@ -247,9 +252,6 @@ class Fragment:
     def region(self, params: Mapping[str, Any], *, oob: bool = False) -> Markup:
         """The fragment rendered inside its region element."""
         tags = self.tags(params)
-        inner = (
-            self.render_inner(params) if self.cache is None else cached_inner(self, params, tags)
-        )
         frozen = freeze_scalars(params)
         if frozen is None:
             head, dom_id = self._head(params, tags, oob)
@@ -260,7 +262,10 @@ class Fragment:
                 known = self._head(params, tags, oob)
                 remember(self._heads, key, known, _HEADS_MAX)
             head, dom_id = known
-        html = f"{head}{inner}</{self.element}>"
+        if self.cache is None:
+            html = self.render_inner(params, head, self._close)
+        else:
+            html = f"{head}{cached_inner(self, params, tags)}{self._close}"
         if oob and self.element in _TABLE_PARTS:
             html = f"<template>{html}</template>"
         if signals.fragment_rendered.receivers:
@@ -324,24 +329,29 @@ def _base_context(app: Any) -> dict[str, Any]:
     return base
 
 
-def _render(app: Any, name: str, context: Mapping[str, Any]) -> str:
-    """``render_template(name, **context)`` with the per-request base context. The template's
-    context is built the way Jinja builds an ``{% include %}``'s (one shared dict holding the
-    globals), which skips re-merging the globals for every row."""
+def _render(app: Any, name: str, context: Mapping[str, Any], head: str = "", tail: str = "") -> str:
+    """``head + render_template(name, **context) + tail`` with the per-request base context.
+
+    The base context (globals, Flask's values, context processors: one dict per request) is the
+    template context's parent, which Jinja only reads, and the fragment's own values are the
+    context's variables, which Jinja looks up first: nothing is copied per row of a list. The
+    template's output is joined once, with ``head`` and ``tail`` (the region's tags) around it:
+    a row's HTML is not copied again to wrap it."""
     env = app.jinja_env
     template = _template(env, name)
     if env.is_async or not _plain_globals(template, env):  # template globals: the ordinary way
         full = dict(_base_context(app))
         full.update(context)
-        return str(template.render(full))
-    full = dict(_base_context(app))
-    full.update(context)
+        inner = str(template.render(full))
+        return f"{head}{inner}{tail}" if head or tail else inner
+    template_context = env.context_class(env, _base_context(app), template.name, template.blocks)
+    template_context.vars.update(context)
     try:
-        return env.concat(  # type: ignore[no-any-return]
-            template.root_render_func(
-                new_context(env, template.name, template.blocks, full, shared=True)
+        if head or tail:
+            return env.concat(  # type: ignore[no-any-return]
+                [head, *template.root_render_func(template_context), tail]
             )
-        )
+        return env.concat(template.root_render_func(template_context))  # type: ignore[no-any-return]
     except Exception:
         env.handle_exception()
         raise  # pragma: no cover - handle_exception always raises

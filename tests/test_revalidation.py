@@ -819,3 +819,48 @@ def test_a_failed_fragment_cache_write_is_logged_not_raised(redis_url, caplog):
         cache.write(entries)
     assert "could not write 1 fragment cache entries" in caplog.text
     assert entries == []
+
+
+def test_a_fragment_context_shadows_the_page_context_for_its_own_render_only() -> None:
+    """A fragment's values are looked up before the request's shared template context (globals,
+    context processors), are seen by the templates it includes or extends, and do not leak
+    into the next fragment of the page, nor do its top-level ``{% set %}``s."""
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY="test", TESTING=True)
+    app.jinja_loader = DictLoader(
+        {
+            "base.html": "[{% block body %}{% endblock %}]",
+            "mine.html": "{% set local = 'set-in-mine' %}{{ site }}/{{ local }}/"
+            "{% include 'inc.html' %}",
+            "inc.html": "inc:{{ site }}",
+            "theirs.html": "{{ site }}/{{ local | default('no-local') }}",
+            "child.html": "{% extends 'base.html' %}{% block body %}{{ n }}{% endblock %}",
+            "page.html": "{{ fragment('mine') }}|{{ fragment('theirs') }}|"
+            "{{ fragment('child', n=1) }}{{ fragment('child', n=2) }}|{{ site }}",
+        }
+    )
+    HxActions(app)
+    bp = ActionsBlueprint("pages", __name__)
+
+    @app.context_processor
+    def site() -> dict[str, str]:
+        return {"site": "global"}
+
+    @bp.fragment("mine", template="mine.html", tags=["mine"])
+    def mine() -> dict[str, Any]:
+        return {"site": "mine"}
+
+    @bp.fragment("theirs", template="theirs.html", tags=["theirs"])
+    def theirs() -> dict[str, Any]:
+        return {}
+
+    @bp.fragment("child", template="child.html", tags=["child"])
+    def child(n: int) -> dict[str, Any]:
+        return {"n": n}
+
+    app.register_blueprint(bp)
+
+    with app.test_request_context("/"):
+        html = render_template_string("{% include 'page.html' %}")
+    inner = re.sub(r"<[^>]+>", "", html)
+    assert inner == "mine/set-in-mine/inc:mine|global/no-local|[1][2]|global"
