@@ -28,6 +28,7 @@ from .fragments import (
 )
 from .ratelimits import LimitKey, apply_limit
 from .results import Result, invalid
+from .tag_memo import reads_only_arguments
 from .validation import Validator, make_validator
 
 if TYPE_CHECKING:
@@ -100,6 +101,11 @@ class Action:
         #: The same names as a set: forms check that ``bind=`` holds them all, once per row.
         self.tags_param_set = frozenset(self.tags_params)
         self.tags_by_position = self.tags_func is not None and takes_by_position(self.tags_func)
+        #: The tags function's answers per argument values, when it reads only them.
+        pure = self.tags_func is not None and reads_only_arguments(self.tags_func)
+        self.tags_memo: dict[Any, frozenset[str]] | None = (
+            {} if self.tags_by_position and pure else None
+        )
         self._view: Callable[..., Any] | None = None
 
     def __repr__(self) -> str:
@@ -115,7 +121,12 @@ class Action:
         if self.tags_func is None:
             return self.static_tags
         return tags_from(
-            self.static_tags, self.tags_func, self.tags_params, args, self.tags_by_position
+            self.static_tags,
+            self.tags_func,
+            self.tags_params,
+            args,
+            self.tags_by_position,
+            self.tags_memo,
         )
 
     def call_args(self, bound: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:

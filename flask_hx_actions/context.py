@@ -41,6 +41,10 @@ def current_request() -> Request:
     return request_ctx.request
 
 
+#: The name, on Flask's request context, of :func:`request_values`.
+REQUEST_VALUES = "_hx_values"
+
+
 def request_values() -> dict[str, Any] | None:
     """The library's values kept on Flask's request context instead of in ``g``: those that hold
     ``g`` or the request themselves, such as the template context (``g``, ``request``). Kept in
@@ -50,7 +54,7 @@ def request_values() -> dict[str, Any] | None:
     request_ctx = _cv_request.get(None)
     if request_ctx is None:
         return None
-    values: dict[str, Any] = request_ctx.__dict__.setdefault("_hx_values", {})
+    values: dict[str, Any] = request_ctx.__dict__.setdefault(REQUEST_VALUES, {})
     return values
 
 
@@ -69,8 +73,8 @@ IDENTITY = "_hx_identity"
 #: :func:`request_values` (in ``g`` outside a request): it holds what context processors gave,
 #: such as ``g``, ``request`` and Flask-Login's ``current_user``.
 TEMPLATE_CONTEXT = "_hx_template_context"
-#: The name in ``g`` of the serializers forms signed bound arguments with in this request, per
-#: action (``security.sign_bound_for_request``): they are bound to the session and the identity.
+#: The name in ``g`` of what forms sign bound arguments with in this request (the session id and
+#: a serializer per action, ``security.RequestSigning``): bound to the session and the identity.
 BOUND_SERIALIZERS = "_hx_bound_serializers"
 
 

@@ -142,6 +142,10 @@ def _action(state: HxState, endpoint: str) -> Action:
         ) from None
 
 
+#: The name in ``g`` of this request's form plans by endpoint (see :func:`action_form`).
+_REQUEST_PLANS = "_hx_form_plans"
+_NO_STASH = object()
+
 #: Entries of the per-(endpoint, script root) memos (``state.url_cache``, ``state.form_plans``):
 #: the script root comes from the environ (``SCRIPT_NAME``, a proxy's prefix), so they are bounded.
 _PLANS_MAX = 2048
@@ -244,27 +248,29 @@ def hidden_inputs(
     app: Any = None,
     state: HxState | None = None,
     frozen: tuple[Any, ...] | None = None,
+    request_flags: dict[str, Any] | None = None,
 ) -> str:
     """The hidden inputs every action form carries: CSRF token, idempotency key, bound args.
 
     The CSRF input is left out of forms re-rendered in an htmx answer when the request carried
     the page's valid token (the ``_hx_csrf`` field or the ``X-CSRFToken`` header): that page sends
     the token from its meta tag.
-    ``frozen``: ``signing.freeze_scalars(bind)``, when the caller has computed it already.
+    ``frozen``: ``signing.freeze_scalars(bind)``, and ``request_flags``: ``context.flags()``,
+    when the caller has them already.
     """
     if app is None:
         app = current_app._get_current_object()  # type: ignore[attr-defined]
     if state is None:
         state = _hx_state()
-    request_flags = flags()
+    if request_flags is None:
+        request_flags = flags()
     placeholders = request_flags.get("_hx_placeholders")
     request_flags["_hx_form_rendered"] = True
-    if not request_flags.get("_hx_sid_ready"):
-        security.session_id()
-        request_flags["_hx_sid_ready"] = True
+    # The session exists (its id created) before the first submit, bind or not: an anonymous
+    # user's retried submit then finds its idempotency key under the same session.
+    signing = security.request_signing(request_flags)
     parts = []
-    config = app.config
-    if config.get("WTF_CSRF_ENABLED", True):
+    if app.config.get("WTF_CSRF_ENABLED", True):
         if placeholders:  # cached HTML serves every kind of request: always with the token
             parts.append(_csrf_placeholder_input(app, _marks(app)))
         elif not request_flags.get("_hx_csrf_by_header"):
@@ -275,7 +281,7 @@ def hidden_inputs(
     key = _marks(app).key if placeholders else security.fresh_key()
     parts.append(f'<input type="hidden" name="_hx_key" value="{key}">')
     if bind:
-        token = security.sign_bound_for_request(app, state, action.endpoint, bind, frozen)
+        token = security.sign_bound_for_request(app, state, action.endpoint, bind, frozen, signing)
         # itsdangerous' URL-safe tokens hold only [A-Za-z0-9_.-]: nothing to escape.
         parts.append(f'<input type="hidden" name="_hx_bound" value="{token}">')
     if next_url is not None:
@@ -379,15 +385,26 @@ def action_form(
         script_root = request.script_root
     else:
         app = app_ctx.app
-        script_root = request_ctx.request.script_root
+        script_root = None
+    request_flags: dict[str, Any] = app_ctx.g.__dict__  # type: ignore[union-attr]
     state = app.extensions["hx_actions"]
-    plan = _plan(state, endpoint, script_root)
+    # The plans of this request by endpoint: the script root is the request's, so one lookup
+    # per row instead of reading it and keying the app-wide memo with it.
+    plans: dict[str, _FormPlan] | None = request_flags.get(_REQUEST_PLANS)
+    if plans is None:
+        plans = request_flags[_REQUEST_PLANS] = {}
+    plan = plans.get(endpoint)
+    if plan is None:
+        plan = plans[endpoint] = _plan(state, endpoint, script_root)
     action = plan.action
     if (bind or action.required_bound) and (
         bind is None or plan.bound_set is None or bind.keys() != plan.bound_set
     ):
         action.check_bind(bind or {})
-    form_state = oldinput.state_for_form(endpoint, bind, id)
+    if request_flags.get(oldinput.STASH, _NO_STASH) is None:  # read: none this request
+        form_state = oldinput.EMPTY_STATE
+    else:
+        form_state = oldinput.state_for_form(endpoint, bind, id)
     tags = _declared_tags(action, bind)
     frozen = freeze_scalars(bind) if not attrs else None
     if frozen is not None:
@@ -399,7 +416,12 @@ def action_form(
     else:
         known = _form_head(plan, endpoint, bind, target, swap, id, tags, attrs)
     form_id, opening = known
-    head = [opening, hidden_inputs(action, bind, next, app=app, state=state, frozen=frozen)]
+    head = [
+        opening,
+        hidden_inputs(
+            action, bind, next, app=app, state=state, frozen=frozen, request_flags=request_flags
+        ),
+    ]
     if id is not None:  # which of several forms of this action failed (oldinput.form_key)
         head.append(f'<input type="hidden" name="{oldinput.FORM_ID_FIELD}" value="{escape(id)}">')
     if form_state is not oldinput.EMPTY_STATE:  # old input after a no-JS failure
@@ -409,7 +431,7 @@ def action_form(
 
     body = ""
     if caller is not None:
-        stack: list[_FormContext] = flags().setdefault("_hx_forms", [])
+        stack: list[_FormContext] = request_flags.setdefault("_hx_forms", [])
         stack.append(_FormContext(action, form_id, form_state))
         try:
             body = call_block_body(caller)
@@ -612,9 +634,12 @@ def fragment(name: str, *, lazy: bool = False, **params: Any) -> Markup:
     the page has loaded (the Suspense equivalent), for browsers known to run JavaScript (the
     ``hx_js`` cookie hx-actions.js sets); any other browser gets the fragment inline.
     """
-    state = _hx_state()
-    frag = state.fragment(name)
-    params = frag.check_params(params)
+    app_ctx = _cv_app.get(None)
+    app = current_app_object() if app_ctx is None else app_ctx.app  # the usual error outside
+    state: HxState = app.extensions["hx_actions"]
+    frag = state.fragments.get(name) or state.fragment(name)  # the latter raises the error
+    if params.keys() != frag.param_set:  # else every parameter given, none unknown
+        params = frag.check_params(params)
     if frag.per_user:  # a cached fragment around this one checks it (fragments.cached_inner)
         flags()["_hx_per_user"] = name
     if (frag.login_required or frag.authorize is not None) and not frag.allowed(

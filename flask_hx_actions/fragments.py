@@ -30,12 +30,21 @@ from typing import Any, Literal
 from urllib.parse import parse_qsl, quote_plus, urlencode
 
 from flask import Flask, current_app, g, render_template
+from flask.globals import _cv_request
 from flask.signals import before_render_template, template_rendered
 from markupsafe import Markup, escape
 
 from . import forms, oldinput, security, signals
-from .context import TEMPLATE_CONTEXT, current_app_object, flags, request_values
+from .context import (
+    REQUEST_VALUES as _REQUEST_VALUES,
+)
+from .context import (
+    TEMPLATE_CONTEXT,
+    current_app_object,
+    flags,
+)
 from .signing import freeze_scalars, remember
+from .tag_memo import MEMO_MAX, memo_key, reads_only_arguments
 
 TagsSpec = Iterable[str] | Callable[..., Iterable[str]] | None
 CacheScope = Literal["user", "global"]
@@ -84,6 +93,8 @@ class Fragment:
     _sync: bool = field(init=False, repr=False, compare=False)
     _authorize_params: tuple[str, ...] = field(init=False, repr=False, compare=False)
     _tags_by_position: bool = field(init=False, repr=False, compare=False)
+    #: The tags function's answers per parameter values, when it reads only them (``tag_memo``).
+    _tags_memo: dict[Any, frozenset[str]] | None = field(init=False, repr=False, compare=False)
     #: What this fragment shows depends on the user (``cache="user"``, ``login_required=``,
     #: ``authorize=``): a ``cache="global"`` fragment must not render it.
     per_user: bool = field(init=False, repr=False, compare=False)
@@ -103,6 +114,8 @@ class Fragment:
         setattr_(self, "_heads", {})
         by_position = self.tags_func is not None and takes_by_position(self.tags_func)
         setattr_(self, "_tags_by_position", by_position)
+        pure = by_position and self.tags_func is not None and reads_only_arguments(self.tags_func)
+        setattr_(self, "_tags_memo", {} if pure else None)
         setattr_(
             self,
             "per_user",
@@ -177,7 +190,12 @@ class Fragment:
         if self.tags_func is None:
             return self.static_tags
         return tags_from(
-            self.static_tags, self.tags_func, self.tags_params, params, self._tags_by_position
+            self.static_tags,
+            self.tags_func,
+            self.tags_params,
+            params,
+            self._tags_by_position,
+            self._tags_memo,
         )
 
     def check_params(self, params: Mapping[str, Any]) -> dict[str, Any]:
@@ -251,7 +269,18 @@ class Fragment:
 
     def region(self, params: Mapping[str, Any], *, oob: bool = False) -> Markup:
         """The fragment rendered inside its region element."""
-        tags = self.tags(params)
+        tags = (
+            self.static_tags
+            if self.tags_func is None
+            else tags_from(
+                self.static_tags,
+                self.tags_func,
+                self.tags_params,
+                params,
+                self._tags_by_position,
+                self._tags_memo,
+            )
+        )
         frozen = freeze_scalars(params)
         if frozen is None:
             head, dom_id = self._head(params, tags, oob)
@@ -315,9 +344,14 @@ def _base_context(app: Any) -> dict[str, Any]:
     Flask adds (``g``, ``request``, ``session``, ``config``, the app's and blueprints' context
     processors), computed once per request (see the module docstring). Kept on the request
     context, not in ``g``, which it holds (see ``context.request_values``)."""
-    values = request_values()
-    if values is None:
+    request_ctx = _cv_request.get(None)  # context.request_values(), once per row: inlined
+    values: dict[str, Any]
+    if request_ctx is None:
         values = flags()
+    else:
+        values = request_ctx.__dict__.get(_REQUEST_VALUES) or request_ctx.__dict__.setdefault(
+            _REQUEST_VALUES, {}
+        )
     base: dict[str, Any] | None = values.get(TEMPLATE_CONTEXT)
     if base is not None:
         return base
@@ -337,9 +371,11 @@ def _render(app: Any, name: str, context: Mapping[str, Any], head: str = "", tai
     context's variables, which Jinja looks up first: nothing is copied per row of a list. The
     template's output is joined once, with ``head`` and ``tail`` (the region's tags) around it:
     a row's HTML is not copied again to wrap it."""
-    env = app.jinja_env
-    template = _template(env, name)
-    if env.is_async or not _plain_globals(template, env):  # template globals: the ordinary way
+    # Flask's jinja_env is a werkzeug cached_property, whose __get__ is Python code (once per
+    # row): its value, once computed, is in the app's __dict__.
+    env = app.__dict__.get("jinja_env") or app.jinja_env
+    template, plain = _template(env, name)
+    if env.is_async or not plain:  # template globals: the ordinary way
         full = dict(_base_context(app))
         full.update(context)
         inner = str(template.render(full))
@@ -361,21 +397,24 @@ def _render(app: Any, name: str, context: Mapping[str, Any], head: str = "", tai
 _TEMPLATES_MAX = 1024
 
 
-def _template(env: Any, name: str) -> Any:
-    """``env.get_or_select_template(name)``, remembered on the environment while it does not
-    auto-reload templates: Jinja's own cache takes a lock and reorders its LRU list on every
-    lookup, once per row of a list."""
+def _template(env: Any, name: str) -> tuple[Any, bool]:
+    """``env.get_or_select_template(name)``, and whether it has no globals of its own
+    (:func:`_plain_globals`), remembered on the environment while it does not auto-reload
+    templates: Jinja's own cache takes a lock and reorders its LRU list on every lookup, once
+    per row of a list."""
     if env.auto_reload:
-        return env.get_or_select_template(name)
-    memo: dict[str, tuple[Any, Any]] | None = env.__dict__.get("_hx_templates")
+        template = env.get_or_select_template(name)
+        return template, _plain_globals(template, env)
+    memo: dict[str, tuple[Any, Any, bool]] | None = env.__dict__.get("_hx_templates")
     if memo is None:
         memo = env.__dict__.setdefault("_hx_templates", {})
     known = memo.get(name)
     if known is not None and known[0] is env.loader:
-        return known[1]
+        return known[1], known[2]
     template = env.get_or_select_template(name)
-    remember(memo, name, (env.loader, template), _TEMPLATES_MAX)
-    return template
+    plain = _plain_globals(template, env)
+    remember(memo, name, (env.loader, template, plain), _TEMPLATES_MAX)
+    return template, plain
 
 
 def _plain_globals(template: Any, env: Any) -> bool:
@@ -539,29 +578,54 @@ def tags_from(
     names: tuple[str, ...],
     values: Mapping[str, Any],
     by_position: bool = False,
+    memo: dict[Any, frozenset[str]] | None = None,
 ) -> frozenset[str]:
     """``static`` and the tags ``func`` gives for the ``names`` it takes from ``values`` (the
     tags of a fragment for its parameters, of an action for its arguments).
 
     ``by_position`` (see :func:`takes_by_position`): when ``values`` has every name, ``func`` is
     called with them in order, the same call without building a keyword dict (tag functions run
-    once per row of a page); otherwise with the ones present as keywords, so defaults apply."""
+    once per row of a page); otherwise with the ones present as keywords, so defaults apply.
+    ``memo``: for a ``func`` that reads only its arguments (:mod:`.tag_memo`), the answers for
+    argument values seen before, given every name by position."""
     if by_position and len(names) == 1:  # tags=lambda id: [...], the usual case
         name = names[0]
         if name in values:
-            found = tag_set(func(values[name]))
-            return static | found if static else found
+            value = values[name]
+            key = None if memo is None else memo_key(value)
+            if key is not None:
+                known = memo.get(key)  # type: ignore[union-attr]
+                if known is not None:
+                    return known
+            found = tag_set(func(value))
+            if static:
+                found = static | found
+            if key is not None:
+                remember(memo, key, found, MEMO_MAX)  # type: ignore[arg-type]
+            return found
     args: tuple[Any, ...] | None = None
     if by_position:
         try:
             args = tuple(map(values.__getitem__, names))
         except KeyError:
             args = None
+    key = None
     if args is not None:
+        if memo is not None:
+            keys = tuple(map(memo_key, args))
+            key = None if None in keys else keys
+            if key is not None:
+                known = memo.get(key)
+                if known is not None:
+                    return known
         found = tag_set(func(*args))
     else:
         found = tag_set(func(**{k: values[k] for k in names if k in values}))
-    return static | found if static else found
+    if static:
+        found = static | found
+    if key is not None:
+        remember(memo, key, found, MEMO_MAX)  # type: ignore[arg-type]
+    return found
 
 
 def takes_by_position(func: Callable[..., Any]) -> bool:

@@ -22,6 +22,8 @@ from .context import flags
 from .security import current_session
 
 _KEY = "_hx_old"
+#: The name in ``g`` of this request's stash, once read (``None``: there is none).
+STASH = "_hx_old"
 _MESSAGE_MAX = 300
 _MAX_FIELDS = 30
 
@@ -149,11 +151,11 @@ def _fitted(
 def take() -> dict[str, Any] | None:
     """The stash, read once per request and removed from the session on first read."""
     values = flags()
-    if "_hx_old" in values:
-        return values["_hx_old"]  # type: ignore[no-any-return]
+    if STASH in values:
+        return values[STASH]  # type: ignore[no-any-return]
     current = current_session()
     entry = current.pop(_KEY, None) if _KEY in current else None
-    values["_hx_old"] = entry
+    values[STASH] = entry
     return entry
 
 

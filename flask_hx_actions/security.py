@@ -14,6 +14,7 @@ import hmac
 import os
 import re
 import secrets
+import weakref
 from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -267,9 +268,10 @@ def session_id() -> str:
     return str(sid)
 
 
-def session_binding(identity: Any) -> str:
-    """A value that ties signed data to this browser session and, when signed in, to the user."""
-    return f"{session_id()}|{'' if identity is None else identity}"
+def session_binding(identity: Any, sid: str | None = None) -> str:
+    """A value that ties signed data to this browser session and, when signed in, to the user.
+    ``sid``: this session's id, when the caller has it already."""
+    return f"{session_id() if sid is None else sid}|{'' if identity is None else identity}"
 
 
 #: Serializers of recent (keys, action, session binding) triples, shared by the requests of a
@@ -309,27 +311,63 @@ def sign_bound(
     return _sign_with(_serializer(app, endpoint, binding), endpoint, values, frozen)
 
 
+class RequestSigning:
+    """What the forms of one request sign bound arguments with: the session they are bound to,
+    its id, and the serializer of each action for that session and identity. Built by the first
+    form a request renders (:func:`request_signing`), kept in ``g`` and built again when the
+    session's id changes (a view that clears the session gets a new one), in another request
+    context sharing this ``g``, or when the identity may have changed
+    (:func:`context.forget_identity` drops it)."""
+
+    __slots__ = ("request_ctx", "session", "sid", "signers")
+
+    def __init__(self, request_ctx: Any, current: Any, sid: str) -> None:
+        # Weakly: held in ``g``, the request context (which holds ``g``) would make a cycle.
+        self.request_ctx = weakref.ref(request_ctx)
+        self.session = current
+        self.sid = sid
+        self.signers: dict[str, Serializer] = {}
+
+
+def request_signing(values: dict[str, Any] | None = None) -> RequestSigning:
+    """This request's :class:`RequestSigning`, with the session id created when missing (as
+    :func:`session_id` does). A page asks once per row: after the first time, the id is read
+    from the session's dict directly, which does not mark the session as accessed again.
+    ``values``: :func:`context.flags`, when the caller has it already."""
+    if values is None:
+        values = flags()
+    request_ctx = _cv_request.get(None)
+    known: RequestSigning | None = values.get(BOUND_SERIALIZERS)
+    if known is not None and known.request_ctx() is request_ctx:
+        current = known.session
+        if isinstance(current, dict):  # Flask's sessions
+            sid = dict.get(current, _SESSION_ID_KEY)
+        else:
+            sid = current.get(_SESSION_ID_KEY)
+        if sid is not None and sid == known.sid:
+            return known
+    sid = session_id()
+    known = values[BOUND_SERIALIZERS] = RequestSigning(request_ctx, current_session(), sid)
+    return known
+
+
 def sign_bound_for_request(
     app: Flask,
     state: Any,
     endpoint: str,
     values: Mapping[str, Any],
     frozen: tuple[Any, ...] | None = None,
+    signing: RequestSigning | None = None,
 ) -> str:
     """:func:`sign_bound` for this request's session binding, with the serializer of each
-    action and session id remembered in ``g`` for the rest of the request (a page signs one
-    form per row); :func:`context.forget_identity` drops them with the identity they are bound
-    to."""
-    values_of_g = flags()
-    signers: dict[tuple[str, str], Serializer] | None = values_of_g.get(BOUND_SERIALIZERS)
-    if signers is None:
-        signers = values_of_g[BOUND_SERIALIZERS] = {}
-    # Keyed by the session id too: a view that clears the session gets a new one.
-    key = (endpoint, session_id())
-    signer = signers.get(key)
+    action remembered for the rest of the request (a page signs one form per row).
+    ``signing``: :func:`request_signing`, when the caller has it already."""
+    if signing is None:
+        signing = request_signing()
+    signer = signing.signers.get(endpoint)
     if signer is None:
-        signer = _serializer(app, endpoint, session_binding(state.identity()))
-        signers[key] = signer
+        binding = session_binding(state.identity(), signing.sid)
+        signer = signing.signers[endpoint] = _serializer(app, endpoint, binding)
     return _sign_with(signer, endpoint, values, frozen)
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import math
+import time
 from collections.abc import Hashable, Mapping
 from typing import Any
 
@@ -37,6 +38,9 @@ from itsdangerous import (
 )
 from itsdangerous.encoding import base64_encode, int_to_bytes, want_bytes
 
+#: itsdangerous' own clock, ``int(time.time())``: :meth:`Serializer.dumps_recent` reads the time
+#: without the call while it is not replaced (tests patch it to move the clock).
+_PLAIN_TIMESTAMP = TimestampSigner.get_timestamp
 #: A token signed for the same value this recently is handed out again (see the docstring).
 REUSE_SECONDS = 30
 #: Payloads up to this size (JSON bytes) are not tried with zlib: row ids never shrink.
@@ -160,7 +164,11 @@ class Serializer(URLSafeTimedSerializer):
         if frozen is None:
             return self.dumps(obj)
         key = (self, frozen)
-        now = self._signer.get_timestamp()
+        signer = self._signer
+        if type(signer).get_timestamp is _PLAIN_TIMESTAMP:  # one row's form: no call for it
+            now = int(time.time())
+        else:
+            now = signer.get_timestamp()
         found = _SIGNED.get(key)
         if found is not None and 0 <= now - found[1] < REUSE_SECONDS:
             return found[0]
