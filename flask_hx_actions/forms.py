@@ -142,7 +142,7 @@ def _action(state: HxState, endpoint: str) -> Action:
         ) from None
 
 
-#: The name in ``g`` of this request's form plans by endpoint (see :func:`action_form`).
+#: The name, on Flask's request context, of its form plans by endpoint (see :func:`action_form`).
 _REQUEST_PLANS = "_hx_form_plans"
 _NO_STASH = object()
 
@@ -389,10 +389,12 @@ def action_form(
     request_flags: dict[str, Any] = app_ctx.g.__dict__  # type: ignore[union-attr]
     state = app.extensions["hx_actions"]
     # The plans of this request by endpoint: the script root is the request's, so one lookup
-    # per row instead of reading it and keying the app-wide memo with it.
-    plans: dict[str, _FormPlan] | None = request_flags.get(_REQUEST_PLANS)
+    # per row instead of reading it and keying the app-wide memo with it. Kept on the request
+    # context (request contexts pushed in one app context share ``g``, not their script root).
+    request_dict = request_ctx.__dict__
+    plans: dict[str, _FormPlan] | None = request_dict.get(_REQUEST_PLANS)
     if plans is None:
-        plans = request_flags[_REQUEST_PLANS] = {}
+        plans = request_dict[_REQUEST_PLANS] = {}
     plan = plans.get(endpoint)
     if plan is None:
         plan = plans[endpoint] = _plan(state, endpoint, script_root)

@@ -217,3 +217,19 @@ def test_form_memos_stay_bounded_whatever_the_script_root() -> None:
             assert f'action="/p{i}/t/toggle"' in html
     assert len(state.form_plans) <= forms._PLANS_MAX
     assert len(state.url_cache) <= forms._PLANS_MAX
+
+
+def test_request_contexts_in_one_app_context_each_get_their_own_script_root() -> None:
+    """Request contexts pushed in one app context share ``g``: a form plan remembered for the
+    request (its URL holds the script root) is kept per request context, not in ``g``."""
+    from flask import render_template_string
+
+    app = make_app(None)
+    form = "{{ action_form('t.toggle', bind={'id': 1}) }}"
+    with app.app_context(), app.test_request_context("/", base_url="http://localhost/a/"):
+        outer = render_template_string(form)
+        with app.test_request_context("/", base_url="http://localhost/b/"):
+            inner = render_template_string(form)
+        again = render_template_string(form)
+    assert 'action="/a/t/toggle"' in outer and 'action="/a/t/toggle"' in again
+    assert 'action="/b/t/toggle"' in inner
