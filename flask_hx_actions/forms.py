@@ -9,11 +9,12 @@ template each time, and renders the body of its call block without Jinja's gener
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from flask import Flask, current_app, request, url_for
@@ -31,6 +32,9 @@ if TYPE_CHECKING:
     from .extension import HxState
 
 _ID_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+#: ``Markup(text)`` of a ``str``, without ``Markup.__new__`` (Python code that looks for an
+#: ``__html__`` a ``str`` does not have): once per form and per fragment a page renders.
+as_markup: Callable[[str], Markup] = functools.partial(str.__new__, Markup)
 #: Strings that are the same escaped or not (no & < > " ').
 _SAFE = re.compile(r"[A-Za-z0-9_:.-]+\Z")
 #: The ``v=`` of the script URLs, per file: see :func:`asset_version`.
@@ -444,7 +448,7 @@ def action_form(
     if label is not None:
         head.append(f'<button type="submit">{escape(label)}</button>')
     head.append("</form>")
-    return Markup("".join(head))  # one join: a row's form is copied once, not once a part
+    return as_markup("".join(head))  # one join: a row's form is copied once, not once a part
 
 
 def call_block_body(caller: Any) -> str:
@@ -663,7 +667,7 @@ def fragment(name: str, *, lazy: bool = False, **params: Any) -> Markup:
             f'{head[:-1]} hx-get="{escape(url)}" hx-trigger="load" hx-swap="outerHTML"'
             f' aria-busy="true"></{frag.element}>'
         )
-    return frag.region(params)
+    return frag.region(params, app=app)
 
 
 def asset_version(app: Flask, filename: str) -> str:

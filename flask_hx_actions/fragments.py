@@ -54,6 +54,7 @@ CacheScope = Literal["user", "global"]
 _TABLE_PARTS = frozenset(
     {"tr", "td", "th", "thead", "tbody", "tfoot", "colgroup", "caption", "col"}
 )
+_ABSENT = object()
 _ELEMENT = re.compile(r"^[a-z][a-z0-9-]*$")
 _ID_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 
@@ -231,10 +232,14 @@ class Fragment:
                 raise FragmentError(f"fragment {self.name!r}: bad parameter values.") from None
         return params
 
-    def render_inner(self, params: Mapping[str, Any], head: str = "", tail: str = "") -> str:
+    def render_inner(
+        self, params: Mapping[str, Any], head: str = "", tail: str = "", app: Any = None
+    ) -> str:
         """The fragment's template rendered with its context, between ``head`` and ``tail`` (the
-        region's opening and closing tags, joined with the template's output in one go)."""
-        app = current_app_object()
+        region's opening and closing tags, joined with the template's output in one go).
+        ``app``: the current app, when the caller has it already."""
+        if app is None:
+            app = current_app_object()
         if self._sync and type(app).ensure_sync is Flask.ensure_sync:
             context = self.func(**params)  # what ensure_sync returns for a plain function
         else:
@@ -267,8 +272,9 @@ class Fragment:
             return current_app.ensure_sync(self.authorize)(**call) is not False
         return True
 
-    def region(self, params: Mapping[str, Any], *, oob: bool = False) -> Markup:
-        """The fragment rendered inside its region element."""
+    def region(self, params: Mapping[str, Any], *, oob: bool = False, app: Any = None) -> Markup:
+        """The fragment rendered inside its region element. ``app``: the current app, when the
+        caller has it already."""
         tags = (
             self.static_tags
             if self.tags_func is None
@@ -281,7 +287,12 @@ class Fragment:
                 self._tags_memo,
             )
         )
-        frozen = freeze_scalars(params)
+        names = self.params
+        if len(names) == 1 and len(params) == 1:  # a row: its one value is the memo's key
+            one = params.get(names[0], _ABSENT)
+            frozen: Any = None if one is _ABSENT else memo_key(one)
+        else:
+            frozen = freeze_scalars(params)  # never a key of the other kind (see memo_key)
         if frozen is None:
             head, dom_id = self._head(params, tags, oob)
         else:
@@ -292,7 +303,7 @@ class Fragment:
                 remember(self._heads, key, known, _HEADS_MAX)
             head, dom_id = known
         if self.cache is None:
-            html = self.render_inner(params, head, self._close)
+            html = self.render_inner(params, head, self._close, app)
         else:
             html = f"{head}{cached_inner(self, params, tags)}{self._close}"
         if oob and self.element in _TABLE_PARTS:
@@ -305,7 +316,7 @@ class Fragment:
                 dom_id=dom_id,
                 oob=oob,
             )
-        return Markup(html)
+        return forms.as_markup(html)
 
     def opening_tag(self, params: Mapping[str, Any]) -> str:
         """The region element's opening tag, as :meth:`region` renders it (not out-of-band)."""
