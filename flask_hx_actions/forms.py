@@ -273,27 +273,42 @@ def hidden_inputs(
     # The session exists (its id created) before the first submit, bind or not: an anonymous
     # user's retried submit then finds its idempotency key under the same session.
     signing = security.request_signing(request_flags)
-    parts = []
-    if app.config.get("WTF_CSRF_ENABLED", True):
-        if placeholders:  # cached HTML serves every kind of request: always with the token
-            parts.append(_csrf_placeholder_input(app, _marks(app)))
-        elif not request_flags.get("_hx_csrf_by_header"):
-            # An htmx answer to a page that sends the token as a header (hx-actions.js, from
-            # the meta tag) re-renders its forms without the token input: the page has it.
-            csrf_input = request_flags.get("_hx_csrf_input")
-            parts.append(csrf_input if csrf_input is not None else _csrf_input(app))
-    key = _marks(app).key if placeholders else security.fresh_key()
-    parts.append(f'<input type="hidden" name="_hx_key" value="{key}">')
+    if placeholders:  # cached HTML serves every kind of request: always with the token
+        enabled = app.config.get("WTF_CSRF_ENABLED", True)
+        marks = _marks(app)
+        csrf = _csrf_placeholder_input(app, marks) if enabled else ""
+        key = marks.key
+    else:
+        known: str | None = request_flags.get(_CSRF_PART)
+        if known is None:
+            known = request_flags[_CSRF_PART] = _csrf_part(app, request_flags)
+        csrf = known
+        key = security.fresh_key()
+    html = f'{csrf}<input type="hidden" name="_hx_key" value="{key}">'
     if bind:
         token = security.sign_bound_for_request(app, state, action.endpoint, bind, frozen, signing)
         # itsdangerous' URL-safe tokens hold only [A-Za-z0-9_.-]: nothing to escape.
-        parts.append(f'<input type="hidden" name="_hx_bound" value="{token}">')
+        html = f'{html}<input type="hidden" name="_hx_bound" value="{token}">'
     if next_url is not None:
-        parts.append(f'<input type="hidden" name="next" value="{escape(next_url)}">')
+        html = f'{html}<input type="hidden" name="next" value="{escape(next_url)}">'
         back = None if placeholders else _page_path()
         if back is not None:
-            parts.append(f'<input type="hidden" name="_hx_back" value="{escape(back)}">')
-    return "".join(parts)
+            html = f'{html}<input type="hidden" name="_hx_back" value="{escape(back)}">'
+    return html
+
+
+#: The name in ``g`` of the CSRF input this request's forms carry (:func:`_csrf_part`).
+_CSRF_PART = "_hx_csrf_part"
+
+
+def _csrf_part(app: Any, request_flags: dict[str, Any]) -> str:
+    """The CSRF input of this request's forms: none with CSRF off, and none in an htmx answer to
+    a page that sends the token as a header (hx-actions.js, from the meta tag): the page has it.
+    Both are known before the first form renders (the token check comes before the body)."""
+    if not app.config.get("WTF_CSRF_ENABLED", True) or request_flags.get("_hx_csrf_by_header"):
+        return ""
+    csrf_input = request_flags.get("_hx_csrf_input")
+    return csrf_input if csrf_input is not None else _csrf_input(app)
 
 
 def _page_path() -> str | None:
