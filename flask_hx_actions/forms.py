@@ -231,19 +231,6 @@ def _csrf_value(app: Any) -> str:
     return value
 
 
-def _csrf_input(app: Any) -> str:
-    """The CSRF hidden input, built once per request (Flask-WTF's token is per request too)."""
-    values = flags()
-    html: str | None = values.get("_hx_csrf_input")
-    if html is None:
-        field_name = app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token")
-        html = (
-            f'<input type="hidden" name="{escape(field_name)}" value="{escape(generate_csrf())}">'
-        )
-        values["_hx_csrf_input"] = html
-    return html
-
-
 def hidden_inputs(
     action: Action,
     bind: Mapping[str, Any] | None,
@@ -297,7 +284,8 @@ def hidden_inputs(
     return html
 
 
-#: The name in ``g`` of the CSRF input this request's forms carry (:func:`_csrf_part`).
+#: The name in ``g`` of the CSRF input this request's forms carry (:func:`_csrf_part`), computed
+#: once per request (Flask-WTF's token is per request too).
 _CSRF_PART = "_hx_csrf_part"
 
 
@@ -307,8 +295,8 @@ def _csrf_part(app: Any, request_flags: dict[str, Any]) -> str:
     Both are known before the first form renders (the token check comes before the body)."""
     if not app.config.get("WTF_CSRF_ENABLED", True) or request_flags.get("_hx_csrf_by_header"):
         return ""
-    csrf_input = request_flags.get("_hx_csrf_input")
-    return csrf_input if csrf_input is not None else _csrf_input(app)
+    field_name = app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token")
+    return f'<input type="hidden" name="{escape(field_name)}" value="{_csrf_value(app)}">'
 
 
 def _page_path() -> str | None:

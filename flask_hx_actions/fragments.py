@@ -30,19 +30,11 @@ from typing import Any, Literal
 from urllib.parse import parse_qsl, quote_plus, urlencode
 
 from flask import Flask, current_app, g, render_template
-from flask.globals import _cv_request
 from flask.signals import before_render_template, template_rendered
 from markupsafe import Markup, escape
 
 from . import forms, oldinput, security, signals
-from .context import (
-    REQUEST_VALUES as _REQUEST_VALUES,
-)
-from .context import (
-    TEMPLATE_CONTEXT,
-    current_app_object,
-    flags,
-)
+from .context import TEMPLATE_CONTEXT, current_app_object, flags, request_values
 from .signing import freeze_scalars, remember
 from .tag_memo import MEMO_MAX, memo_key, reads_only_arguments
 
@@ -275,18 +267,7 @@ class Fragment:
     def region(self, params: Mapping[str, Any], *, oob: bool = False, app: Any = None) -> Markup:
         """The fragment rendered inside its region element. ``app``: the current app, when the
         caller has it already."""
-        tags = (
-            self.static_tags
-            if self.tags_func is None
-            else tags_from(
-                self.static_tags,
-                self.tags_func,
-                self.tags_params,
-                params,
-                self._tags_by_position,
-                self._tags_memo,
-            )
-        )
+        tags = self.tags(params)
         names = self.params
         if len(names) == 1 and len(params) == 1:  # a row: its one value is the memo's key
             one = params.get(names[0], _ABSENT)
@@ -355,14 +336,9 @@ def _base_context(app: Any) -> dict[str, Any]:
     Flask adds (``g``, ``request``, ``session``, ``config``, the app's and blueprints' context
     processors), computed once per request (see the module docstring). Kept on the request
     context, not in ``g``, which it holds (see ``context.request_values``)."""
-    request_ctx = _cv_request.get(None)  # context.request_values(), once per row: inlined
-    values: dict[str, Any]
-    if request_ctx is None:
+    values = request_values()
+    if values is None:
         values = flags()
-    else:
-        values = request_ctx.__dict__.get(_REQUEST_VALUES) or request_ctx.__dict__.setdefault(
-            _REQUEST_VALUES, {}
-        )
     base: dict[str, Any] | None = values.get(TEMPLATE_CONTEXT)
     if base is not None:
         return base
@@ -604,15 +580,15 @@ def tags_from(
         if name in values:
             value = values[name]
             key = None if memo is None else memo_key(value)
-            if key is not None:
-                known = memo.get(key)  # type: ignore[union-attr]
+            if memo is not None and key is not None:
+                known = memo.get(key)
                 if known is not None:
                     return known
             found = tag_set(func(value))
             if static:
                 found = static | found
-            if key is not None:
-                remember(memo, key, found, MEMO_MAX)  # type: ignore[arg-type]
+            if memo is not None and key is not None:
+                remember(memo, key, found, MEMO_MAX)
             return found
     args: tuple[Any, ...] | None = None
     if by_position:
@@ -634,8 +610,8 @@ def tags_from(
         found = tag_set(func(**{k: values[k] for k in names if k in values}))
     if static:
         found = static | found
-    if key is not None:
-        remember(memo, key, found, MEMO_MAX)  # type: ignore[arg-type]
+    if memo is not None and key is not None:
+        remember(memo, key, found, MEMO_MAX)
     return found
 
 
