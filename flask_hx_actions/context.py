@@ -41,10 +41,6 @@ def current_request() -> Request:
     return request_ctx.request
 
 
-#: The name, on Flask's request context, of :func:`request_values`.
-REQUEST_VALUES = "_hx_values"
-
-
 def request_values() -> dict[str, Any] | None:
     """The library's values kept on Flask's request context instead of in ``g``: those that hold
     ``g`` or the request themselves, such as the template context (``g``, ``request``). Kept in
@@ -54,7 +50,7 @@ def request_values() -> dict[str, Any] | None:
     request_ctx = _cv_request.get(None)
     if request_ctx is None:
         return None
-    values: dict[str, Any] = request_ctx.__dict__.setdefault(REQUEST_VALUES, {})
+    values: dict[str, Any] = request_ctx.__dict__.setdefault("_hx_values", {})
     return values
 
 

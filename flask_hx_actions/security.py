@@ -368,8 +368,6 @@ def sign_bound_for_request(
     if signer is None:
         binding = session_binding(state.identity(), signing.sid)
         signer = signing.signers[endpoint] = _serializer(app, endpoint, binding)
-    if frozen is not None and type(values) is dict:  # JSON scalars: nothing fails to encode
-        return signer.dumps_recent(values, frozen)
     return _sign_with(signer, endpoint, values, frozen)
 
 
