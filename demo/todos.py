@@ -181,8 +181,9 @@ def todo_list() -> dict[str, Any]:
     login_required=True,
     authorize=lambda id: own_todo(id) is not None,
 )
-def todo(id: int) -> dict[str, Any]:
-    return {"todo": own_todo(id)}
+def todo(id: int, *, todo: Todo | None = None) -> dict[str, Any]:
+    # todo: given by the list, which loaded the user's todos already; after an action, loaded here.
+    return {"todo": todo if todo is not None else own_todo(id)}
 
 
 @todos.fragment(

@@ -283,6 +283,9 @@ class ActionsBlueprint(Blueprint):
 
         The function's parameters are the fragment's parameters (DOM id ``name-<values>``);
         it returns the template context. ``tags`` are static or a function of the parameters.
+        Its keyword-only parameters (each with a default) are given values: what a template may
+        pass when it renders the region (``fragment("todo", id=t.id, todo=t)``), never part of
+        the region's identity and never taken from a client.
 
         :param element: the region's tag (``"li"`` for list rows, ``"tr"`` for table rows).
         :param cache: ``None`` (render every time, the default), ``"user"`` (cached per session

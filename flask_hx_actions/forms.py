@@ -642,13 +642,19 @@ def fragment(name: str, *, lazy: bool = False, **params: Any) -> Markup:
     ``lazy=True`` renders an empty placeholder that htmx fills from the fragment endpoint once
     the page has loaded (the Suspense equivalent), for browsers known to run JavaScript (the
     ``hx_js`` cookie hx-actions.js sets); any other browser gets the fragment inline.
+
+    Keywords that name the fragment function's keyword-only parameters are given values
+    (``fragment("todo", id=t.id, todo=t)``: the row the list loaded already), passed to the
+    function and nothing else; the others are the region's parameters. A lazy placeholder
+    drops them: the endpoint renders the fragment from its parameters alone.
     """
     app_ctx = _cv_app.get(None)
     app = current_app_object() if app_ctx is None else app_ctx.app  # the usual error outside
     state: HxState = app.extensions["hx_actions"]
     frag = state.fragments.get(name) or state.fragment(name)  # the latter raises the error
+    kwargs = None  # the function's keywords, when the call gives it values
     if params.keys() != frag.param_set:  # else every parameter given, none unknown
-        params = frag.check_params(params)
+        params, kwargs = frag.split_given(params)
     if frag.per_user:  # a cached fragment around this one checks it (fragments.cached_inner)
         flags()["_hx_per_user"] = name
     if (frag.login_required or frag.authorize is not None) and not frag.allowed(
@@ -670,7 +676,7 @@ def fragment(name: str, *, lazy: bool = False, **params: Any) -> Markup:
             f'{head[:-1]} hx-get="{escape(url)}" hx-trigger="load" hx-swap="outerHTML"'
             f' aria-busy="true"></{frag.element}>'
         )
-    return frag.region(params, app=app)
+    return frag.region(params, app=app, kwargs=kwargs)
 
 
 def asset_version(app: Flask, filename: str) -> str:

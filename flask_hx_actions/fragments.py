@@ -73,12 +73,18 @@ class Fragment:
     cache: CacheScope | None = None
     login_required: bool = False
     authorize: Callable[..., bool | None] | None = None
+    #: The function's keyword-only parameters: values a template may give the function when it
+    #: renders the region (``fragment("todo", id=t.id, todo=t)``), never part of the region's
+    #: identity (DOM id, tags, cache key, endpoint URL) and never taken from a client.
+    given: tuple[str, ...] = ()
     #: Precomputed per fragment (see ``__post_init__``): the parameter names as a set, the
     #: start and the ``data-hx-fragment`` attribute of the region tag, each parameter's
     #: URL-encoded name, whether ``func`` is a plain (non-coroutine) function, the
     #: parameter names ``authorize`` takes and whether the tags function takes its parameters
     #: by position (``tags_from``).
     param_set: frozenset[str] = field(init=False, repr=False, compare=False)
+    #: The parameter names and the given values' names together.
+    call_set: frozenset[str] = field(init=False, repr=False, compare=False)
     _open: str = field(init=False, repr=False, compare=False)
     _close: str = field(init=False, repr=False, compare=False)
     _name_attr: str = field(init=False, repr=False, compare=False)
@@ -98,6 +104,7 @@ class Fragment:
     def __post_init__(self) -> None:
         setattr_ = object.__setattr__
         setattr_(self, "param_set", frozenset(self.params))
+        setattr_(self, "call_set", frozenset(self.params) | frozenset(self.given))
         setattr_(self, "_open", f'<{self.element} id="')
         setattr_(self, "_close", f"</{self.element}>")
         setattr_(self, "_name_attr", f'" data-hx-fragment="{escape(self.name)}"')
@@ -137,10 +144,20 @@ class Fragment:
             raise ValueError(f"fragment {name!r}: block= needs template=.")
         signature = inspect.signature(func)
         params: list[str] = []
+        given: list[str] = []
         required: set[str] = set()
         for param in signature.parameters.values():
             if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
                 raise TypeError(f"fragment {name!r}: *args / **kwargs are not supported.")
+            if param.kind is param.KEYWORD_ONLY:
+                if param.default is param.empty:
+                    raise TypeError(
+                        f"fragment {name!r}: the keyword-only parameter {param.name!r} is a given"
+                        " value, which a re-render after an action or the fragment endpoint does"
+                        " not pass: give it a default."
+                    )
+                given.append(param.name)
+                continue
             params.append(param.name)
             if param.default is param.empty:
                 required.add(param.name)
@@ -152,6 +169,11 @@ class Fragment:
         tags_func = tags if callable(tags) else None
         static = frozenset() if tags is None or callable(tags) else frozenset(_check_tags(tags))
         tags_params = _param_names(tags_func) if tags_func else ()
+        if set(tags_params) & set(given):
+            raise TypeError(
+                f"fragment {name!r}: the tags function takes the given value(s)"
+                f" {sorted(set(tags_params) & set(given))}; tags come from the parameters only."
+            )
         return cls(
             name=name,
             func=func,
@@ -167,6 +189,7 @@ class Fragment:
             cache=cache,
             login_required=login_required,
             authorize=authorize,
+            given=tuple(given),
         )
 
     @property
@@ -198,11 +221,29 @@ class Fragment:
         unknown = set(params) - set(self.params)
         missing = self.required - set(params)
         if unknown or missing:
+            takes = f"takes {list(self.params)}"
+            if self.given:
+                takes += f" (and may be given {list(self.given)} by a template)"
             raise FragmentError(
-                f"fragment {self.name!r} takes {list(self.params)}; "
+                f"fragment {self.name!r} {takes}; "
                 f"missing {sorted(missing)}, unknown {sorted(unknown)}."
             )
         return dict(params)
+
+    def split_given(self, values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """A template's call ``fragment(name, **values)`` as the region's parameters (checked)
+        and the function's keyword arguments when the call gives values (the parameters and the
+        given values; ``None`` when it gives none)."""
+        names = self.params
+        if values.keys() == self.call_set:  # every parameter and every given value
+            if len(names) == 1:  # a row given its object: no comprehension per row
+                name = names[0]
+                return {name: values[name]}, values
+            return {name: values[name] for name in names}, values
+        if values.keys().isdisjoint(self.given):
+            return self.check_params(values), None
+        params = {name: value for name, value in values.items() if name not in self.given}
+        return self.check_params(params), values
 
     def convert(self, raw: Mapping[str, str]) -> dict[str, Any]:
         """Untrusted string parameters (from a client) through the function's type hints."""
@@ -225,17 +266,25 @@ class Fragment:
         return params
 
     def render_inner(
-        self, params: Mapping[str, Any], head: str = "", tail: str = "", app: Any = None
+        self,
+        params: Mapping[str, Any],
+        head: str = "",
+        tail: str = "",
+        app: Any = None,
+        kwargs: Mapping[str, Any] | None = None,
     ) -> str:
         """The fragment's template rendered with its context, between ``head`` and ``tail`` (the
         region's opening and closing tags, joined with the template's output in one go).
-        ``app``: the current app, when the caller has it already."""
+        ``app``: the current app, when the caller has it already; ``kwargs``: the function's
+        keyword arguments when a template gave it values (:meth:`split_given`), else ``params``.
+        """
         if app is None:
             app = current_app_object()
+        call = params if kwargs is None else kwargs
         if self._sync and type(app).ensure_sync is Flask.ensure_sync:
-            context = self.func(**params)  # what ensure_sync returns for a plain function
+            context = self.func(**call)  # what ensure_sync returns for a plain function
         else:
-            context = app.ensure_sync(self.func)(**params)
+            context = app.ensure_sync(self.func)(**call)
         if context is None:
             context = {}
         if type(context) is not dict and not isinstance(context, Mapping):
@@ -264,9 +313,17 @@ class Fragment:
             return current_app.ensure_sync(self.authorize)(**call) is not False
         return True
 
-    def region(self, params: Mapping[str, Any], *, oob: bool = False, app: Any = None) -> Markup:
+    def region(
+        self,
+        params: Mapping[str, Any],
+        *,
+        oob: bool = False,
+        app: Any = None,
+        kwargs: Mapping[str, Any] | None = None,
+    ) -> Markup:
         """The fragment rendered inside its region element. ``app``: the current app, when the
-        caller has it already."""
+        caller has it already; ``kwargs``: the function's keyword arguments when a template gave
+        it values (:meth:`split_given`)."""
         tags = self.tags(params)
         names = self.params
         if len(names) == 1 and len(params) == 1:  # a row: its one value is the memo's key
@@ -284,9 +341,9 @@ class Fragment:
                 remember(self._heads, key, known, _HEADS_MAX)
             head, dom_id = known
         if self.cache is None:
-            html = self.render_inner(params, head, self._close, app)
+            html = self.render_inner(params, head, self._close, app, kwargs)
         else:
-            html = f"{head}{cached_inner(self, params, tags)}{self._close}"
+            html = f"{head}{cached_inner(self, params, tags, kwargs)}{self._close}"
         if oob and self.element in _TABLE_PARTS:
             html = f"<template>{html}</template>"
         if signals.fragment_rendered.receivers:
@@ -448,7 +505,10 @@ _CACHE_KEYS_MAX = 16384
 
 
 def cached_inner(
-    fragment: Fragment, params: Mapping[str, Any], tags: frozenset[str] | None = None
+    fragment: Fragment,
+    params: Mapping[str, Any],
+    tags: frozenset[str] | None = None,
+    kwargs: Mapping[str, Any] | None = None,
 ) -> str:
     """The fragment's HTML from the cache, with per-render values (CSRF token, idempotency keys)
     filled in now: cached HTML holds placeholders for them.
@@ -469,11 +529,11 @@ def cached_inner(
     bumped = values.get("_hx_bumped_tags")
     renewed = bumped is not None and not bumped.isdisjoint(tags)  # its key is new: no lookup
     if renewed and not values.get("_hx_placeholders"):
-        return _rendered_uncached(state, fragment, params)
+        return _rendered_uncached(state, fragment, params, kwargs)
     if fragment.cache == "user" and oldinput.take() is not None:
         # The page after a failed no-JS submit: its forms show that submit's errors and typed
         # values, which the cached HTML does not hold and must not keep for the next pages.
-        return _rendered_uncached(state, fragment, params)
+        return _rendered_uncached(state, fragment, params, kwargs)
     key = cache_key(fragment, params, tags)
     html: str | None = None if renewed else state.fragment_cache.get(key)
     if html is None:
@@ -483,7 +543,7 @@ def cached_inner(
         g._hx_form_rendered = False
         values["_hx_per_user"] = None
         try:
-            html = fragment.render_inner(params)
+            html = fragment.render_inner(params, kwargs=kwargs)
         finally:
             g._hx_placeholders = previous
             has_form = g.get("_hx_form_rendered", False)
@@ -515,13 +575,18 @@ def cached_inner(
     return forms.fill_placeholders(html, marked=True)
 
 
-def _rendered_uncached(state: Any, fragment: Fragment, params: Mapping[str, Any]) -> str:
+def _rendered_uncached(
+    state: Any,
+    fragment: Fragment,
+    params: Mapping[str, Any],
+    kwargs: Mapping[str, Any] | None = None,
+) -> str:
     """The fragment rendered for this request only, its forms noted as a cached render notes
     them."""
     previous_form = g.get("_hx_form_rendered", False)
     g._hx_form_rendered = False
     try:
-        html = fragment.render_inner(params)
+        html = fragment.render_inner(params, kwargs=kwargs)
     finally:
         has_form = g.get("_hx_form_rendered", False)
         g._hx_form_rendered = previous_form or has_form

@@ -2,7 +2,8 @@
 
 ``HxActions(app)`` with Flask-WTF's ``CSRFProtect`` on; one ``ActionsBlueprint`` holding the
 ``toggle`` action (signed bound id, tags ``todo:<id>`` and ``stats``, own fragment ``todo``) and
-the fragments ``todos`` (the list section), ``todo`` (one row, ``<li id="todo-<id>">``), ``stats``
+the fragments ``todos`` (the list section), ``todo`` (one row, ``<li id="todo-<id>">``, given its
+todo by the list as the README teaches, so a page loads each todo once), ``stats``
 (``<p id="stats">``) and ``widgets`` (``<section id="widgets">``). The page ``GET /`` is built from
 ``fragment(...)`` calls. Data lives in memory, one copy per worker (``data.py``).
 
@@ -67,8 +68,9 @@ def todos() -> dict[str, Any]:
 @bp.fragment(
     "todo", template="_todo.html", tags=lambda id: [f"todo:{id}"], element="li", cache=ROW_CACHE
 )
-def todo(id: int) -> dict[str, Any]:
-    found = data.get(id)
+def todo(id: int, *, t: Any = None) -> dict[str, Any]:
+    # t: the todo, given by the list that loaded it (absent after an action: loaded here).
+    found = t if t is not None else data.get(id)
     if found is None:
         abort(404)
     return {"t": found}
