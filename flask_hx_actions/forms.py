@@ -654,7 +654,11 @@ def fragment(name: str, *, lazy: bool = False, **params: Any) -> Markup:
     frag = state.fragments.get(name) or state.fragment(name)  # the latter raises the error
     kwargs = None  # the function's keywords, when the call gives it values
     if params.keys() != frag.param_set:  # else every parameter given, none unknown
-        params, kwargs = frag.split_given(params)
+        row = frag.one_param  # a row given its object: split_given's first case, inline
+        if row is not None and params.keys() == frag.call_set:
+            kwargs, params = params, {row: params[row]}
+        else:
+            params, kwargs = frag.split_given(params)
     if frag.per_user:  # a cached fragment around this one checks it (fragments.cached_inner)
         flags()["_hx_per_user"] = name
     if (frag.login_required or frag.authorize is not None) and not frag.allowed(

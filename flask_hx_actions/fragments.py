@@ -85,6 +85,8 @@ class Fragment:
     param_set: frozenset[str] = field(init=False, repr=False, compare=False)
     #: The parameter names and the given values' names together.
     call_set: frozenset[str] = field(init=False, repr=False, compare=False)
+    #: The one parameter's name, for a fragment with one parameter and given values (a row).
+    one_param: str | None = field(init=False, repr=False, compare=False)
     _open: str = field(init=False, repr=False, compare=False)
     _close: str = field(init=False, repr=False, compare=False)
     _name_attr: str = field(init=False, repr=False, compare=False)
@@ -105,6 +107,8 @@ class Fragment:
         setattr_ = object.__setattr__
         setattr_(self, "param_set", frozenset(self.params))
         setattr_(self, "call_set", frozenset(self.params) | frozenset(self.given))
+        one = self.params[0] if len(self.params) == 1 and self.given else None
+        setattr_(self, "one_param", one)
         setattr_(self, "_open", f'<{self.element} id="')
         setattr_(self, "_close", f"</{self.element}>")
         setattr_(self, "_name_attr", f'" data-hx-fragment="{escape(self.name)}"')
