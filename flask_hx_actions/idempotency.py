@@ -194,13 +194,23 @@ class Claim:
         :meth:`complete` belongs before the commit, otherwise after it."""
         return self.store.transactional
 
-    def complete(self, response: Response | None, tags: Iterable[str] = ()) -> None:
+    def complete(
+        self,
+        response: Response | None,
+        tags: Iterable[str] = (),
+        stored: StoredAnswer | None = None,
+    ) -> None:
         """Keep ``response`` as the key's answer (``None``: done, with no answer to keep; a
         replay re-renders, and refreshes ``tags``, the ones the body revalidated, with the
-        declared ones). A transactional store writes in the action's transaction, so its
-        errors are raised and roll the action back; other stores run after the action happened,
-        so their errors are logged and the caller still gets its answer."""
-        answer = None if response is None else StoredAnswer.of(response)
+        declared ones). ``stored``: ``StoredAnswer.of(response)``, when the caller has it
+        already (the presumed answer the claim was inserted with). A transactional store writes
+        in the action's transaction, so its errors are raised and roll the action back; other
+        stores run after the action happened, so their errors are logged and the caller still
+        gets its answer."""
+        if stored is not None:
+            answer: StoredAnswer | None = stored
+        else:
+            answer = None if response is None else StoredAnswer.of(response)
         claim = self.finished(answer, tags)
         if self.store.transactional:
             self.store.complete(claim, answer)

@@ -338,7 +338,7 @@ class SQLAlchemyStore:
         opened = session.info.get(_OPEN_CLAIMS)
         still_open = opened is not None and opened.pop((claim.scope, claim.key), None) is not None
         if still_open and (
-            (answer == claim.kept)
+            (answer is claim.kept or answer == claim.kept)
             if answer is not None
             else (not claim.tags and claim.kept is None)
         ):

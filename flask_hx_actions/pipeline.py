@@ -505,11 +505,12 @@ def run_body(
             tx.commit = result.ok
             if claim is not None and result.ok and claim.transactional:
                 if presumed is not None and result.kind == "ok":
-                    answer = presumed[0]  # the claim's row holds it already
+                    answer = presumed[0]  # the claim's row holds it already: nothing to write
+                    claim.complete(answer, stored=presumed[1])
                 else:
                     answer = answer_without_fragments(app, state, action, kind, args, bound, result)
-                # Committed with the writes (None: replays re-render, with the body's tags).
-                claim.complete(answer, tags if answer is None else ())
+                    # Committed with the writes (None: replays re-render, with the body's tags).
+                    claim.complete(answer, tags if answer is None else ())
     except BaseException:
         if claim is not None:
             claim.release()
