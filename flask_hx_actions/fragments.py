@@ -106,7 +106,7 @@ class Fragment:
     def __post_init__(self) -> None:
         setattr_ = object.__setattr__
         setattr_(self, "param_set", frozenset(self.params))
-        setattr_(self, "call_set", frozenset(self.params) | frozenset(self.given))
+        setattr_(self, "call_set", self.param_set | frozenset(self.given))
         one = self.params[0] if len(self.params) == 1 and self.given else None
         setattr_(self, "one_param", one)
         setattr_(self, "_open", f'<{self.element} id="')
@@ -173,10 +173,11 @@ class Fragment:
         tags_func = tags if callable(tags) else None
         static = frozenset() if tags is None or callable(tags) else frozenset(_check_tags(tags))
         tags_params = _param_names(tags_func) if tags_func else ()
-        if set(tags_params) & set(given):
+        tagged_given = set(tags_params) & set(given)
+        if tagged_given:
             raise TypeError(
                 f"fragment {name!r}: the tags function takes the given value(s)"
-                f" {sorted(set(tags_params) & set(given))}; tags come from the parameters only."
+                f" {sorted(tagged_given)}; tags come from the parameters only."
             )
         return cls(
             name=name,
@@ -238,12 +239,8 @@ class Fragment:
         """A template's call ``fragment(name, **values)`` as the region's parameters (checked)
         and the function's keyword arguments when the call gives values (the parameters and the
         given values; ``None`` when it gives none)."""
-        names = self.params
         if values.keys() == self.call_set:  # every parameter and every given value
-            if len(names) == 1:  # a row given its object: no comprehension per row
-                name = names[0]
-                return {name: values[name]}, values
-            return {name: values[name] for name in names}, values
+            return {name: values[name] for name in self.params}, values
         if values.keys().isdisjoint(self.given):
             return self.check_params(values), None
         params = {name: value for name, value in values.items() if name not in self.given}

@@ -34,8 +34,9 @@ ROW = "{{ item.title }}{% if item.done %} (done){% endif %}"
 def harness(tmp_path) -> Iterator[Harness]:
     """The contract app plus a ``shelf`` blueprint: ``shelf-row`` (given ``item``; it counts the
     rows it loads itself in ``calls["shelf.load"]``), ``shelf-note`` (two given values),
-    ``shelf-cached`` (``cache="global"``), a ``shelf.flip`` action whose own fragment is
-    ``shelf-row``, and pages that render the rows with and without given values."""
+    ``shelf-pair`` (two parameters and a given value), ``shelf-cached`` (``cache="global"``),
+    a ``shelf.flip`` action whose own fragment is ``shelf-row``, and pages that render the rows
+    with and without given values."""
     with contract_app(tmp_path / "app.db") as h:
         calls = h.calls
         seen: list[dict[str, Any]] = []
@@ -57,6 +58,10 @@ def harness(tmp_path) -> Iterator[Harness]:
         @bp.fragment("shelf-note", template="shelf/_note.html")
         def shelf_note(id: int, *, prefix: str = "p", suffix: str = "s") -> dict[str, Any]:
             return {"note": f"{prefix}-{id}-{suffix}"}
+
+        @bp.fragment("shelf-pair", template="shelf/_note.html")
+        def shelf_pair(a: int, b: int, *, label: str = "none") -> dict[str, Any]:
+            return {"note": f"{a}-{b}-{label}"}
 
         @bp.fragment("shelf-cached", template="shelf/_row.html", tags=["shelf"], cache="global")
         def shelf_cached(id: int, *, item: Item | None = None) -> dict[str, Any]:
@@ -171,6 +176,18 @@ def test_some_given_values_may_be_left_out_and_keep_their_defaults(harness):
         )
     assert ">p-4-S<" in out and ">p-5-s<" in out and ">P-6-S<" in out
     assert 'id="shelf-note-4"' in out and 'data-hx-fragment-params="id=4"' in out
+
+
+def test_a_fragment_of_two_parameters_takes_a_given_value_too(harness):
+    with harness.app.test_request_context():
+        out = render_template_string(
+            "{{ fragment('shelf-pair', a=1, b=2, label='x') }}"
+            "|{{ fragment('shelf-pair', b=4, a=3) }}"
+        )
+    first, second = out.split("|")
+    assert 'id="shelf-pair-1-2"' in first and 'data-hx-fragment-params="a=1&amp;b=2"' in first
+    assert ">1-2-x<" in first and "label" not in first
+    assert 'id="shelf-pair-3-4"' in second and ">3-4-none<" in second
 
 
 def test_an_unknown_keyword_names_the_parameters_and_the_given_values(harness):
