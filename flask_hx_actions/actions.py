@@ -28,7 +28,7 @@ from .fragments import (
 )
 from .ratelimits import LimitKey, apply_limit
 from .results import Result, invalid
-from .tag_memo import reads_only_arguments
+from .tag_memo import new_memo
 from .validation import Validator, make_validator
 
 if TYPE_CHECKING:
@@ -102,9 +102,8 @@ class Action:
         self.tags_param_set = frozenset(self.tags_params)
         self.tags_by_position = self.tags_func is not None and takes_by_position(self.tags_func)
         #: The tags function's answers per argument values, when it reads only them.
-        pure = self.tags_func is not None and reads_only_arguments(self.tags_func)
-        self.tags_memo: dict[Any, frozenset[str]] | None = (
-            {} if self.tags_by_position and pure else None
+        self.tags_memo: dict[Any, frozenset[str]] | None = new_memo(
+            self.tags_func, self.tags_by_position
         )
         self._view: Callable[..., Any] | None = None
 

@@ -231,6 +231,11 @@ def _csrf_value(app: Any) -> str:
     return value
 
 
+#: The name in ``g`` of the CSRF input this request's forms carry (:func:`_csrf_part`), computed
+#: once per request (Flask-WTF's token is per request too).
+_CSRF_PART = "_hx_csrf_part"
+
+
 def hidden_inputs(
     action: Action,
     bind: Mapping[str, Any] | None,
@@ -282,11 +287,6 @@ def hidden_inputs(
         if back is not None:
             html = f'{html}<input type="hidden" name="_hx_back" value="{escape(back)}">'
     return html
-
-
-#: The name in ``g`` of the CSRF input this request's forms carry (:func:`_csrf_part`), computed
-#: once per request (Flask-WTF's token is per request too).
-_CSRF_PART = "_hx_csrf_part"
 
 
 def _csrf_part(app: Any, request_flags: dict[str, Any]) -> str:

@@ -36,7 +36,7 @@ from markupsafe import Markup, escape
 from . import forms, oldinput, security, signals
 from .context import TEMPLATE_CONTEXT, current_app_object, flags, request_values
 from .signing import freeze_scalars, remember
-from .tag_memo import MEMO_MAX, memo_key, reads_only_arguments
+from .tag_memo import MEMO_MAX, memo_key, new_memo
 
 TagsSpec = Iterable[str] | Callable[..., Iterable[str]] | None
 CacheScope = Literal["user", "global"]
@@ -118,8 +118,7 @@ class Fragment:
         setattr_(self, "_heads", {})
         by_position = self.tags_func is not None and takes_by_position(self.tags_func)
         setattr_(self, "_tags_by_position", by_position)
-        pure = by_position and self.tags_func is not None and reads_only_arguments(self.tags_func)
-        setattr_(self, "_tags_memo", {} if pure else None)
+        setattr_(self, "_tags_memo", new_memo(self.tags_func, by_position))
         setattr_(
             self,
             "per_user",

@@ -46,6 +46,17 @@ def reads_only_arguments(func: Callable[..., Any]) -> bool:
     return _names_nothing(func.__code__)
 
 
+def new_memo(
+    func: Callable[..., Any] | None, by_position: bool
+) -> dict[Hashable, frozenset[str]] | None:
+    """An empty memo for the tag function ``func`` of a fragment or an action, when its answers
+    can be remembered: it reads only its arguments and is called with them by position
+    (``fragments.takes_by_position``); else ``None`` (called every time)."""
+    if func is None or not by_position or not reads_only_arguments(func):
+        return None
+    return {}
+
+
 def _names_nothing(code: types.CodeType) -> bool:
     """No names in ``code`` or in the code objects it holds (their free variables are cells of
     the code around them, which holds no closure of its own)."""
