@@ -44,6 +44,7 @@ transaction (the default with Flask-SQLAlchemy);
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -161,12 +162,24 @@ class StoredAnswer:
         return response
 
     def headers_json(self) -> str:
-        return json.dumps([list(h) for h in self.headers], separators=(",", ":"))
+        """The headers as a JSON list of pairs (how the SQL store keeps them)."""
+        return _headers_json(self.headers)
 
     @classmethod
     def from_parts(cls, status: int, headers_json: str | None, body: bytes | None) -> StoredAnswer:
         pairs = json.loads(headers_json or "[]")
         return cls(status, tuple((str(k), str(v)) for k, v in pairs), bytes(body or b""))
+
+
+@functools.lru_cache(maxsize=256)
+def _headers_json(headers: tuple[tuple[str, str], ...]) -> str:
+    """Remembered: a plain form's 303 keeps the same headers for every submit of a page."""
+    return _HEADERS_ENCODER.encode([list(h) for h in headers])
+
+
+# Created once: ``json.dumps`` with options builds an encoder per call.
+_HEADERS_ENCODER = json.JSONEncoder(separators=(",", ":"))
+_CANONICAL_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -387,7 +400,7 @@ def fingerprint(
         [name, [_file_digest(f) for f in storages]] for name, storages in sorted(files.lists())
     ]
     canonical = {"v": 1, "fields": fields, "files": uploads, "extra": list(extra)}
-    data = json.dumps(canonical, separators=(",", ":"), ensure_ascii=False)
+    data = _CANONICAL_ENCODER.encode(canonical)
     return hashlib.sha256(data.encode()).hexdigest()
 
 

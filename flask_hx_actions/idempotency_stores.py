@@ -74,10 +74,11 @@ from typing import TYPE_CHECKING, Any, cast
 
 import sqlalchemy as sa
 import sqlalchemy.orm
-from flask import current_app
+from flask import Flask
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from .context import current_app_object
 from .idempotency import DONE, IN_FLIGHT, Claim, Outcome, StoredAnswer
 
 if TYPE_CHECKING:
@@ -165,6 +166,7 @@ class SQLAlchemyStore:
             sa.Column("expires_at", sa.DateTime, nullable=False, index=True),
         )
         self._ready: weakref.WeakSet[sa.Engine] = weakref.WeakSet()
+        self._ready_apps: weakref.WeakSet[Flask] = weakref.WeakSet()
         self._lock = threading.Lock()
         c = self.table.c
         _watch_commits()
@@ -219,7 +221,7 @@ class SQLAlchemyStore:
     def _db(self) -> Any:
         if self._db_object is not None:
             return self._db_object
-        return current_app.extensions["sqlalchemy"]
+        return current_app_object().extensions["sqlalchemy"]
 
     def engine(self) -> sa.Engine:
         """The engine of the store's bind in the current app."""
@@ -239,6 +241,14 @@ class SQLAlchemyStore:
                     raise  # not another process creating it at the same moment
             self._ready.add(engine)
 
+    def _ensure_table_for_app(self) -> None:
+        """:meth:`ensure_table`, asked once per app rather than once per claim (an app's engines
+        are set up once, and finding one costs several lookups)."""
+        app = current_app_object()
+        if app not in self._ready_apps:
+            self.ensure_table()
+            self._ready_apps.add(app)
+
     def claim(
         self,
         scope: str,
@@ -250,7 +260,7 @@ class SQLAlchemyStore:
         """Insert the key's row in ``db.session``'s transaction, as it reads after the commit:
         ``done``, with the ``presumed`` answer or without one (see the module docstring); or
         report the row that holds the key. An expired row is taken over as if it were absent."""
-        self.ensure_table()
+        self._ensure_table_for_app()
         session = self._db().session
         table, c = self.table, self.table.c
         now = _utcnow()

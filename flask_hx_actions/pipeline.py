@@ -47,7 +47,7 @@ from .headers import add_vary, append_built, put_headers
 from .htmx import request_kind
 from .results import Result, invalid, ok
 from .signing import remember
-from .transactions import transaction
+from .transactions import reads_after_commit, transaction
 
 if TYPE_CHECKING:
     from .actions import Action
@@ -407,7 +407,11 @@ def run(action: Action) -> Response:
             return respond_failure(app, state, action, kind, bound, result)
         response = done.answer  # built before the commit when it renders no fragments
         if response is None:  # 11-12
-            response = responses.success(app, state, action, kind, args, bound, result, tags)
+            if kind == "htmx" and result.kind != "redirect":  # fragments, read once committed
+                with reads_after_commit(app):
+                    response = responses.htmx_success(state, action, args, tags)
+            else:
+                response = responses.success(app, state, action, kind, args, bound, result, tags)
         if claim is not None and not claim.transactional:  # Redis: once the effects happened
             if deferred:
                 tags_left, deferred = deferred, None
@@ -529,8 +533,19 @@ def presumed_answer(
     replay would send, for a store that keeps it with the claim; else ``None``."""
     if kind != "plain" or not pending.keeps_answer_with_claim:
         return None
-    response = responses.plain_success(app)
-    return response, idempotency.StoredAnswer.of(response)
+    target = responses.success_target(app)
+    response = responses.see_other(target)
+    stored = _see_other_answers.get(target)
+    if stored is None:
+        if len(_see_other_answers) >= 256:  # a few pages' URLs in practice; never unbounded
+            _see_other_answers.clear()
+        stored = _see_other_answers[target] = idempotency.StoredAnswer.of(response)
+    return response, stored
+
+
+#: A plain form's 303 as a replay sends it again, by ``Location`` (the same for every submit of
+#: a page's forms): built once rather than per claim.
+_see_other_answers: dict[str, idempotency.StoredAnswer] = {}
 
 
 def answer_without_fragments(
