@@ -47,7 +47,7 @@ from .headers import add_vary, append_built, put_headers
 from .htmx import request_kind
 from .results import Result, invalid, ok
 from .signing import remember
-from .transactions import reads_after_commit, transaction
+from .transactions import transaction
 
 if TYPE_CHECKING:
     from .actions import Action
@@ -407,11 +407,7 @@ def run(action: Action) -> Response:
             return respond_failure(app, state, action, kind, bound, result)
         response = done.answer  # built before the commit when it renders no fragments
         if response is None:  # 11-12
-            if kind == "htmx" and result.kind != "redirect":  # fragments, read once committed
-                with reads_after_commit(app):
-                    response = responses.htmx_success(state, action, args, tags)
-            else:
-                response = responses.success(app, state, action, kind, args, bound, result, tags)
+            response = responses.success(app, state, action, kind, args, bound, result, tags)
         if claim is not None and not claim.transactional:  # Redis: once the effects happened
             if deferred:
                 tags_left, deferred = deferred, None

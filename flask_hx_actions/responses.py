@@ -24,6 +24,7 @@ from .htmx import hx_redirect, reswap
 from .results import Result
 from .security import fresh_key, own_origin, safe_target
 from .signing import remember
+from .transactions import reads_after_commit
 
 if TYPE_CHECKING:
     from .actions import Action
@@ -184,7 +185,9 @@ def success(
     result: Result,
     tags: set[str],
 ) -> Response:
-    """``tags``: every tag the action invalidated (declared and passed to ``revalidate``)."""
+    """``tags``: every tag the action invalidated (declared and passed to ``revalidate``).
+    Called once the action's transaction ended (committed; or rolled back, for a replay's
+    re-render): the fragments read the committed state (``transactions.reads_after_commit``)."""
     if result.kind == "redirect":
         location = result.redirect or "/"
         if kind == "plain":
@@ -196,7 +199,8 @@ def success(
         return plain_success(app)
     if kind == "json":
         return jsonify({"ok": True, "code": None, "data": dict(result.data)})
-    return htmx_success(state, action, args, tags)
+    with reads_after_commit(app):
+        return htmx_success(state, action, args, tags)
 
 
 def plain_success(app: Flask) -> Response:

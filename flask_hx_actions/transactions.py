@@ -7,8 +7,9 @@ pipeline commits it after an ``ok``/redirect result, or rolls it back after ``fa
 
 Reads after the commit
 ----------------------
-An htmx success renders its fragments after the commit, from the committed state
-(:func:`reads_after_commit`). In a transaction of their own those reads would cost two round
+An htmx success renders its fragments after the commit, from the committed state, and so does
+a replay's re-render after its claim's rollback (:func:`reads_after_commit`, in
+``responses.success``). In a transaction of their own those reads would cost two round
 trips that carry nothing: psycopg's ``BEGIN`` before the first ``SELECT`` and the ``ROLLBACK``
 when the request ends and the connection goes back to the pool. On PostgreSQL at ``READ
 COMMITTED`` (its default) every statement sees what was committed when it started, in a
@@ -87,8 +88,8 @@ def _session_transaction(session: Any) -> Iterator[Transaction]:
 
 
 def reads_after_commit(app: Flask) -> AbstractContextManager[None]:
-    """Around the renders of an htmx success, after the commit: reads in autocommit mode on
-    PostgreSQL at ``READ COMMITTED`` (see the module docstring); otherwise nothing changes."""
+    """Around the renders of an htmx success, once the transaction ended: reads in autocommit
+    mode on PostgreSQL at ``READ COMMITTED`` (see the module docstring); otherwise as before."""
     scoped = sqlalchemy_session(app)
     if scoped is None:
         return _AS_BEFORE

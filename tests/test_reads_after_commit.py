@@ -115,6 +115,20 @@ def test_fragments_after_the_commit_read_without_a_transaction_on_postgresql(pg)
         assert db.session.get(Note, 2).title == "Bread"
 
 
+def test_a_replays_re_render_reads_without_a_transaction_too(pg):
+    """The first submit committed and kept no answer (an htmx answer with fragments); the same
+    key again re-renders from the committed state, after its claim's rollback."""
+    app, _db, seen = pg
+    client = app.test_client()
+    fields = {"_hx_key": "replayed-key-0001"}
+    first = client.submit("notes.toggle", fields, bind={"id": 1}, htmx=True, regions="stats")
+    seen["states"].clear()
+    again = client.submit("notes.toggle", fields, bind={"id": 1}, htmx=True, regions="stats")
+    assert (again.status_code, again.headers.get("Idempotent-Replayed")) == (200, "true")
+    assert seen["body"] == 1 and "Milk (done)" in first.text and "Milk (done)" in again.text
+    assert seen["states"] == [(IDLE, True), (IDLE, True)]
+
+
 def test_a_fragment_that_changes_an_object_after_the_commit_writes_nothing(pg):
     app, db, seen = pg
     seen["scribble"] = True
