@@ -96,7 +96,10 @@ def reads_after_commit(app: Flask) -> AbstractContextManager[None]:
     session = scoped()  # the request's Session behind Flask-SQLAlchemy's scoped_session
     if session.get_transaction() is not None:  # something began one since the commit
         return _AS_BEFORE
-    engine = session.get_bind()
+    # The default engine, the one a fragment's plain query uses; none with named binds only.
+    engine = app.extensions["sqlalchemy"].engines.get(None)
+    if engine is None:
+        return _AS_BEFORE
     reads = _reads_in_autocommit.get(engine)
     if reads is None:
         reads = _reads_in_autocommit[engine] = _read_committed_postgresql(engine)

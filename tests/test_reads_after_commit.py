@@ -185,3 +185,16 @@ def test_on_sqlite_the_reads_run_as_before(tmp_path):
         with app.app_context():
             db.session.remove()
             db.engine.dispose()
+
+
+def test_an_app_with_named_binds_only_reads_as_before():
+    """No default engine (``SQLALCHEMY_BINDS`` only): nothing to choose, nothing changes."""
+    from flask_hx_actions.transactions import _AS_BEFORE, reads_after_commit
+
+    app = Flask(__name__)
+    app.config["SQLALCHEMY_BINDS"] = {"other": "sqlite://"}
+    db = SQLAlchemy(app)
+    HxActions(app)
+    with app.app_context():
+        assert reads_after_commit(app) is _AS_BEFORE
+        db.session.remove()
