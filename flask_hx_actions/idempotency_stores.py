@@ -228,9 +228,14 @@ class SQLAlchemyStore:
         return cast(sa.Engine, self._db().engines[self.bind_key])
 
     def ensure_table(self) -> None:
-        """Create the table when missing (once per engine; safe when processes race)."""
+        """Create the table when missing (once per engine; safe when processes race). Asked
+        once per app: an app's engines are set up once, and finding one costs several lookups."""
+        app = current_app_object()
+        if app in self._ready_apps:
+            return
         engine = self.engine()
         if engine in self._ready:
+            self._ready_apps.add(app)
             return
         with self._lock:
             try:
@@ -240,13 +245,6 @@ class SQLAlchemyStore:
                 if not sa.inspect(engine).has_table(self.table.name):
                     raise  # not another process creating it at the same moment
             self._ready.add(engine)
-
-    def _ensure_table_for_app(self) -> None:
-        """:meth:`ensure_table`, asked once per app rather than once per claim (an app's engines
-        are set up once, and finding one costs several lookups)."""
-        app = current_app_object()
-        if app not in self._ready_apps:
-            self.ensure_table()
             self._ready_apps.add(app)
 
     def claim(
@@ -260,7 +258,7 @@ class SQLAlchemyStore:
         """Insert the key's row in ``db.session``'s transaction, as it reads after the commit:
         ``done``, with the ``presumed`` answer or without one (see the module docstring); or
         report the row that holds the key. An expired row is taken over as if it were absent."""
-        self._ensure_table_for_app()
+        self.ensure_table()
         session = self._db().session
         table, c = self.table, self.table.c
         now = _utcnow()

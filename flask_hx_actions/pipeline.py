@@ -11,6 +11,7 @@ refused request stops at its step: no user code ran and nothing was written.
 from __future__ import annotations
 
 import contextvars
+import functools
 import io
 import logging
 import re
@@ -530,18 +531,14 @@ def presumed_answer(
     if kind != "plain" or not pending.keeps_answer_with_claim:
         return None
     target = responses.success_target(app)
-    response = responses.see_other(target)
-    stored = _see_other_answers.get(target)
-    if stored is None:
-        if len(_see_other_answers) >= 256:  # a few pages' URLs in practice; never unbounded
-            _see_other_answers.clear()
-        stored = _see_other_answers[target] = idempotency.StoredAnswer.of(response)
-    return response, stored
+    return responses.see_other(target), _stored_see_other(target)
 
 
-#: A plain form's 303 as a replay sends it again, by ``Location`` (the same for every submit of
-#: a page's forms): built once rather than per claim.
-_see_other_answers: dict[str, idempotency.StoredAnswer] = {}
+@functools.lru_cache(maxsize=256)
+def _stored_see_other(target: str) -> idempotency.StoredAnswer:
+    """A plain form's 303 to ``target`` as a replay sends it again (the same for every submit
+    of a page's forms): built once rather than per claim."""
+    return idempotency.StoredAnswer.of(responses.see_other(target))
 
 
 def answer_without_fragments(
