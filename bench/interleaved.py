@@ -1,0 +1,127 @@
+"""The key's cost in process: baseline+pg and library+pg, one request of each in turn.
+
+On the shared 2-vCPU hosts the benchmark runs on, the speed of the whole machine moves by tens of
+per cent from one minute to the next (seen: the same toggle at 5.1 ms, then 1.9 ms twenty minutes
+later), so two systems measured one after the other, as ``bench/run`` does per point, can differ
+by more than what is being measured. Here the apps run in one process against one PostgreSQL
+schema, and the requests alternate one by one (the order rotates every round), so every system
+meets the same moment of the machine:
+
+- ``baseline+pg``: the hand-wired baseline with the todos in PostgreSQL;
+- ``library+pg``: the library as the README teaches it, each toggle with a fresh ``_hx_key``
+  (the key claimed in the toggle's own transaction, as ``bench/run``'s wrk script sends them);
+- ``library+pg, no key``: the same app and request with an empty ``_hx_key`` (nothing claimed).
+
+It prints the median wall time and CPU time (of this thread: the client's side, PostgreSQL's
+work not included) per request, each system's ratio to the baseline (baseline time ÷ system time,
+as the benchmark's req/s ratios read) and what the key costs (with minus without). The requests
+are ``bench/instructions.py``'s, sent to the apps' WSGI callables.
+
+    .venv/bin/python bench/interleaved.py                 # no-JS toggle, 2,000 rounds
+    .venv/bin/python bench/interleaved.py --kind htmx -n 1000
+
+Needs PostgreSQL at ``BENCH_POSTGRES_URL`` (default as ``bench/run``); the schema it creates is
+dropped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+sys.path[:0] = [str(BENCH), str(BENCH / "apps")]
+
+from run import KEY_FIELD_RE, POSTGRES_URL, Postgres  # noqa: E402
+
+BASELINE, KEYED, UNKEYED = "baseline+pg", "library+pg", "library+pg, no key"
+
+
+def with_key(env: dict[str, Any], key: str) -> dict[str, Any]:
+    """``env`` (an environ of ``instructions.environ``) with ``_hx_key`` set to ``key``."""
+    body = KEY_FIELD_RE.sub(lambda m: m.group(1) + key, env["_body"].decode(), count=1).encode()
+    return {**env, "_body": body, "CONTENT_LENGTH": str(len(body))}
+
+
+def timed(call: Callable[[], str]) -> tuple[float, float]:
+    """Wall and thread CPU seconds of ``call()``, which returns the answer's status line."""
+    wall, cpu = time.perf_counter(), time.thread_time()
+    status = call()
+    cpu, wall = time.thread_time() - cpu, time.perf_counter() - wall
+    if status[:3] not in ("200", "303"):
+        raise SystemExit(f"answered {status}")
+    return wall, cpu
+
+
+def measure(kind: str, rounds: int, warmup: int) -> dict[str, list[tuple[float, float]]]:
+    from instructions import call, requests
+
+    baseline, baseline_requests = requests("baseline")
+    library, library_requests = requests("library")
+    plain = baseline_requests[kind]
+    submit = library_requests[kind]
+    arms: dict[str, Callable[[], str]] = {
+        BASELINE: lambda: call(baseline, plain)[0],
+        KEYED: lambda: call(library, with_key(submit, secrets.token_urlsafe(16)))[0],
+        UNKEYED: lambda: call(library, with_key(submit, ""))[0],
+    }
+    names = list(arms)
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
+    for i in range(warmup + rounds):
+        turn = names[i % 3 :] + names[: i % 3]  # who goes first rotates
+        for name in turn:
+            taken = timed(arms[name])
+            if i >= warmup:
+                times[name].append(taken)
+    return times
+
+
+def report(times: dict[str, list[tuple[float, float]]]) -> None:
+    wall = {name: statistics.median(t[0] for t in v) for name, v in times.items()}
+    cpu = {name: statistics.median(t[1] for t in v) for name, v in times.items()}
+    print(f"| system | wall µs | CPU µs | ratio to {BASELINE} (wall) |")
+    print("| --- | ---: | ---: | ---: |")
+    for name in times:
+        ratio = wall[BASELINE] / wall[name]
+        print(f"| {name} | {wall[name] * 1e6:,.0f} | {cpu[name] * 1e6:,.0f} | {ratio:.3f}x |")
+    print(
+        f"\nThe key: {(wall[KEYED] - wall[UNKEYED]) * 1e6:+,.0f} µs wall, "
+        f"{(cpu[KEYED] - cpu[UNKEYED]) * 1e6:+,.0f} µs CPU per request "
+        f"(medians of {len(times[BASELINE]):,} rounds)."
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--kind", choices=("plain", "htmx"), default="plain")
+    parser.add_argument("-n", type=int, default=2000, help="rounds (one request per system)")
+    parser.add_argument("--warmup", type=int, default=100, help="rounds not counted")
+    args = parser.parse_args()
+    pg = Postgres.connect(POSTGRES_URL)
+    if pg is None:
+        raise SystemExit(f"PostgreSQL does not answer at {POSTGRES_URL}")
+    schema, url = pg.new_schema("interleaved")
+    import data  # apps/data.py, imported by new_schema already: it read no URL then
+
+    data.DATABASE_URL = os.environ["BENCH_DATABASE_URL"] = url  # before the apps are imported
+    try:
+        times = measure(args.kind, args.n, args.warmup)
+        keys = pg.count_keys(schema)
+    finally:
+        pg.close()
+    expected = args.n + args.warmup
+    if keys != expected:
+        raise SystemExit(f"{keys} keys were claimed for {expected} keyed requests")
+    print(f"{args.kind} toggle, todos and keys in PostgreSQL ({POSTGRES_URL}), {keys:,} keys:\n")
+    report(times)
+
+
+if __name__ == "__main__":
+    main()
