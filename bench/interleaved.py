@@ -39,14 +39,14 @@ from typing import Any
 BENCH = Path(__file__).resolve().parent
 sys.path[:0] = [str(BENCH), str(BENCH / "apps")]
 
-from run import KEY_FIELD_RE, POSTGRES_URL, Postgres  # noqa: E402
+from run import POSTGRES_URL, Postgres, with_key  # noqa: E402
 
 BASELINE, KEYED, UNKEYED = "baseline+pg", "library+pg", "library+pg, no key"
 
 
-def with_key(env: dict[str, Any], key: str) -> dict[str, Any]:
+def keyed(env: dict[str, Any], key: str) -> dict[str, Any]:
     """``env`` (an environ of ``instructions.environ``) with ``_hx_key`` set to ``key``."""
-    body = KEY_FIELD_RE.sub(lambda m: m.group(1) + key, env["_body"].decode(), count=1).encode()
+    body = with_key(env["_body"].decode(), key).encode()
     return {**env, "_body": body, "CONTENT_LENGTH": str(len(body))}
 
 
@@ -69,13 +69,14 @@ def measure(kind: str, rounds: int, warmup: int) -> dict[str, list[tuple[float, 
     submit = library_requests[kind]
     arms: dict[str, Callable[[], str]] = {
         BASELINE: lambda: call(baseline, plain)[0],
-        KEYED: lambda: call(library, with_key(submit, secrets.token_urlsafe(16)))[0],
-        UNKEYED: lambda: call(library, with_key(submit, ""))[0],
+        KEYED: lambda: call(library, keyed(submit, secrets.token_urlsafe(16)))[0],
+        UNKEYED: lambda: call(library, keyed(submit, ""))[0],
     }
     names = list(arms)
     times: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
     for i in range(warmup + rounds):
-        turn = names[i % 3 :] + names[: i % 3]  # who goes first rotates
+        first = i % len(names)  # who goes first rotates
+        turn = names[first:] + names[:first]
         for name in turn:
             taken = timed(arms[name])
             if i >= warmup:

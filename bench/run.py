@@ -679,10 +679,15 @@ end
 
 def fresh_key(req: Request) -> Request:
     """``req`` with a new random ``_hx_key`` (what hx-actions.js sends for the next submit)."""
-    if not KEY_FIELD_RE.search(req.body):
-        raise BenchError(f"no _hx_key field in {req.body[:200]!r}")
-    body = KEY_FIELD_RE.sub(lambda m: m.group(1) + secrets.token_urlsafe(16), req.body, count=1)
+    body = with_key(req.body, secrets.token_urlsafe(16))
     return Request(req.method, req.path, req.headers, body)
+
+
+def with_key(body: str, key: str) -> str:
+    """The form ``body`` with its ``_hx_key`` set to ``key`` (empty: no key)."""
+    if not KEY_FIELD_RE.search(body):
+        raise BenchError(f"no _hx_key field in {body[:200]!r}")
+    return KEY_FIELD_RE.sub(lambda m: m.group(1) + key, body, count=1)
 
 
 KEY_FIELD_RE = re.compile(r"((?:^|&)_hx_key=)[A-Za-z0-9_-]*")
