@@ -8,14 +8,18 @@ schema, and the requests alternate one by one (the order rotates every round), s
 meets the same moment of the machine:
 
 - ``baseline+pg``: the hand-wired baseline with the todos in PostgreSQL;
+- ``baseline+pg+keys``: the same baseline with exactly-once toggles written by hand
+  (``apps/keyed_app.py``: each toggle with a fresh key, claimed by an ``INSERT ... ON CONFLICT DO
+  NOTHING`` in the toggle's own transaction): what the key costs whoever writes it;
 - ``library+pg``: the library as the README teaches it, each toggle with a fresh ``_hx_key``
   (the key claimed in the toggle's own transaction, as ``bench/run``'s wrk script sends them);
 - ``library+pg, no key``: the same app and request with an empty ``_hx_key`` (nothing claimed).
 
 It prints the median wall time and CPU time (of this thread: the client's side, PostgreSQL's
-work not included) per request, each system's ratio to the baseline (baseline time ÷ system time,
-as the benchmark's req/s ratios read) and what the key costs (with minus without). The requests
-are ``bench/instructions.py``'s, sent to the apps' WSGI callables.
+work not included) per request, each system's ratio to the baseline and to the baseline with keys
+by hand (reference time ÷ system time, as the benchmark's req/s ratios read) and what the key
+costs (with minus without) in the library and by hand. The requests are
+``bench/instructions.py``'s, sent to the apps' WSGI callables.
 
     .venv/bin/python bench/interleaved.py                 # no-JS toggle, 2,000 rounds
     .venv/bin/python bench/interleaved.py --kind htmx -n 1000
@@ -39,9 +43,14 @@ from typing import Any
 BENCH = Path(__file__).resolve().parent
 sys.path[:0] = [str(BENCH), str(BENCH / "apps")]
 
-from run import POSTGRES_URL, Postgres, with_key  # noqa: E402
+from run import HAND_KEYS_TABLE, POSTGRES_URL, Postgres, with_key  # noqa: E402
 
-BASELINE, KEYED, UNKEYED = "baseline+pg", "library+pg", "library+pg, no key"
+BASELINE, HAND, KEYED, UNKEYED = (
+    "baseline+pg",
+    "baseline+pg+keys",
+    "library+pg",
+    "library+pg, no key",
+)
 
 
 def keyed(env: dict[str, Any], key: str) -> dict[str, Any]:
@@ -64,11 +73,14 @@ def measure(kind: str, rounds: int, warmup: int) -> dict[str, list[tuple[float, 
     from instructions import call, requests
 
     baseline, baseline_requests = requests("baseline")
+    hand, hand_requests = requests("keyed")
     library, library_requests = requests("library")
     plain = baseline_requests[kind]
+    by_hand = hand_requests[kind]
     submit = library_requests[kind]
     arms: dict[str, Callable[[], str]] = {
         BASELINE: lambda: call(baseline, plain)[0],
+        HAND: lambda: call(hand, keyed(by_hand, secrets.token_urlsafe(16)))[0],
         KEYED: lambda: call(library, keyed(submit, secrets.token_urlsafe(16)))[0],
         UNKEYED: lambda: call(library, keyed(submit, ""))[0],
     }
@@ -87,16 +99,18 @@ def measure(kind: str, rounds: int, warmup: int) -> dict[str, list[tuple[float, 
 def report(times: dict[str, list[tuple[float, float]]]) -> None:
     wall = {name: statistics.median(t[0] for t in v) for name, v in times.items()}
     cpu = {name: statistics.median(t[1] for t in v) for name, v in times.items()}
-    print(f"| system | wall µs | CPU µs | ratio to {BASELINE} (wall) |")
-    print("| --- | ---: | ---: | ---: |")
+    print(f"| system | wall µs | CPU µs | ratio to {BASELINE} | ratio to {HAND} |")
+    print("| --- | ---: | ---: | ---: | ---: |")
     for name in times:
-        ratio = wall[BASELINE] / wall[name]
-        print(f"| {name} | {wall[name] * 1e6:,.0f} | {cpu[name] * 1e6:,.0f} | {ratio:.3f}x |")
-    print(
-        f"\nThe key: {(wall[KEYED] - wall[UNKEYED]) * 1e6:+,.0f} µs wall, "
-        f"{(cpu[KEYED] - cpu[UNKEYED]) * 1e6:+,.0f} µs CPU per request "
-        f"(medians of {len(times[BASELINE]):,} rounds)."
-    )
+        ratios = f"{wall[BASELINE] / wall[name]:.3f}x | {wall[HAND] / wall[name]:.3f}x"
+        print(f"| {name} | {wall[name] * 1e6:,.0f} | {cpu[name] * 1e6:,.0f} | {ratios} |")
+    for label, with_key_, without in (("library", KEYED, UNKEYED), ("by hand", HAND, BASELINE)):
+        print(
+            f"\nThe key, {label}: {(wall[with_key_] - wall[without]) * 1e6:+,.0f} µs wall, "
+            f"{(cpu[with_key_] - cpu[without]) * 1e6:+,.0f} µs CPU per request",
+            end="",
+        )
+    print(f" (medians of {len(times[BASELINE]):,} rounds).")
 
 
 def main() -> None:
@@ -115,11 +129,13 @@ def main() -> None:
     try:
         times = measure(args.kind, args.n, args.warmup)
         keys = pg.count_keys(schema)
+        hand_keys = pg.count_keys(schema, HAND_KEYS_TABLE)
     finally:
         pg.close()
     expected = args.n + args.warmup
-    if keys != expected:
-        raise SystemExit(f"{keys} keys were claimed for {expected} keyed requests")
+    for system, claimed in ((KEYED, keys), (HAND, hand_keys)):
+        if claimed != expected:
+            raise SystemExit(f"{system}: {claimed} keys were claimed for {expected} keyed requests")
     print(f"{args.kind} toggle, todos and keys in PostgreSQL ({POSTGRES_URL}), {keys:,} keys:\n")
     report(times)
 

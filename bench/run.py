@@ -13,7 +13,8 @@ Use ``bench/run`` (it installs what is missing, then calls this file):
 
 It starts every app (baseline, baseline+checks, floor, library, library with WIDGETS=200, with Redis
 on 127.0.0.1:6379 the variants library+cache and library+idem, and with PostgreSQL on
-127.0.0.1:5432 baseline+pg, library+pg and library+pg (keys off)) under gunicorn on a free port
+127.0.0.1:5432 baseline+pg, baseline+pg+keys, library+pg and library+pg (keys off)) under
+gunicorn on a free port
 of 127.0.0.1, waits until ``GET /`` answers,
 checks correctness (200 rows, "66 of 200 done", an htmx toggle flips its row and moves the
 stats, a no-JS toggle answers 303 and flips the row; with the library, baseline+checks and floor
@@ -58,8 +59,13 @@ not answer):
   idempotency store is the SQL store, so every toggle claims its key in its own transaction;
   ``library+pg (keys off)`` is the same with ``HX_ACTIONS_IDEMPOTENCY_STORE=none``. library+pg ÷
   baseline+pg is the targets' ratio with idempotency on; library+pg minus library+pg (keys off)
-  is what the claim costs per action. Checked: as for library+idem, with the keys counted in the
-  table ``hx_actions_idempotency``.
+  is what the claim costs per action. ``baseline+pg+keys`` (apps/keyed_app.py) is the baseline
+  with exactly-once toggles written by hand (a fresh key in each row's form, claimed with
+  ``INSERT ... ON CONFLICT DO NOTHING`` in the toggle's transaction): baseline+pg+keys ÷
+  baseline+pg is what the key costs whoever writes it, library+pg ÷ baseline+pg+keys what the
+  library adds to a hand-wired app with the same guarantee (lines under the targets). Checked: as
+  for library+idem, with the keys counted in the table ``hx_actions_idempotency`` (``hand_keys``
+  for baseline+pg+keys).
 
 Redis is ``BENCH_REDIS_URL`` (default ``redis://127.0.0.1:6379/13``); that database is flushed
 before the servers start and after the run. PostgreSQL is ``BENCH_POSTGRES_URL`` (default
@@ -109,6 +115,7 @@ POSTGRES_URL = os.environ.get(
     "BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
 KEYS_TABLE = "hx_actions_idempotency"  # SQLAlchemyStore's default table
+HAND_KEYS_TABLE = "hand_keys"  # apps/keyed_app.py's keys, written by hand
 
 
 def log(message: str) -> None:
@@ -767,12 +774,14 @@ class System:
     env: dict[str, str] = field(default_factory=dict)  # the server's own settings
     shared: bool = False  # data and fragment cache shared by the workers (check every page)
     idempotency: str = ""  # keys enforced, in "redis" or "sql": check replays, count keys
+    keys_table: str = KEYS_TABLE  # with "sql": the table its keys are counted in
     database: bool = False  # the todos in a PostgreSQL schema of its own (BENCH_DATABASE_URL)
 
     @property
     def fresh_keys(self) -> bool:
-        """wrk sends a new ``_hx_key`` per toggle (all library systems, store or not)."""
-        return self.module == "library_app"
+        """wrk sends a new ``_hx_key`` per toggle (all library systems, store or not, and the
+        baseline with keys by hand)."""
+        return self.module in ("library_app", "keyed_app")
 
 
 ALL_POINTS = (("GET /", "page"), ("toggle", "htmx"), ("toggle", "no-JS (303)"))
@@ -794,10 +803,12 @@ SYSTEMS = (
 VARIANT_NAMES = {
     "cache": "library+cache",
     "idem": "library+idem",
-    "pg": "baseline+pg, library+pg, library+pg (keys off)",
+    "pg": "baseline+pg, baseline+pg+keys, library+pg, library+pg (keys off)",
 }
 PG_KEYS_OFF = "library+pg (keys off)"
-PG_LIBRARIES = ("library+pg", PG_KEYS_OFF)  # compared with baseline+pg, not with baseline
+PG_HAND_KEYS = "baseline+pg+keys"  # the baseline with exactly-once toggles written by hand
+PG_LIBRARIES = ("library+pg", PG_KEYS_OFF)
+PG_OVER_BASELINE = (*PG_LIBRARIES, PG_HAND_KEYS)  # compared with baseline+pg, not with baseline
 #: Each variant's reference in the "variants" table: what the variant adds is measured against it.
 VARIANT_REFERENCE = {
     "library+cache": "library",
@@ -840,6 +851,9 @@ def variant_systems(names: list[str], shared_dir: Path) -> list[System]:
         toggles = (("toggle", "htmx"), ("toggle", "no-JS (303)"))
         out += [
             pg_system("baseline+pg", "baseline_app", ALL_POINTS),
+            pg_system(
+                PG_HAND_KEYS, "keyed_app", ALL_POINTS, idempotency="sql", keys_table=HAND_KEYS_TABLE
+            ),
             pg_system("library+pg", "library_app", ALL_POINTS, idempotency="sql"),
             pg_system(
                 PG_KEYS_OFF,
@@ -857,6 +871,7 @@ def pg_system(
     points: tuple[tuple[str, str], ...],
     env: dict[str, str] | None = None,
     idempotency: str = "",
+    keys_table: str = KEYS_TABLE,
 ) -> System:
     """A system of the ``pg`` variant: the todos in PostgreSQL, shared by both workers."""
     return System(
@@ -867,6 +882,7 @@ def pg_system(
         env=dict(env or {}),
         shared=True,
         idempotency=idempotency,
+        keys_table=keys_table,
         database=True,
     )
 
@@ -956,17 +972,18 @@ class Postgres:
         data.seed(rendered)
         return schema, rendered
 
-    def count_keys(self, schema: str) -> int:
-        """Rows of the SQL idempotency store in ``schema`` (0 before its first claim)."""
+    def count_keys(self, schema: str, table: str = KEYS_TABLE) -> int:
+        """Rows of the SQL idempotency store in ``schema`` (0 before its first claim): the
+        library's, or ``table`` (``HAND_KEYS_TABLE`` for the keys written by hand)."""
         sa = self.sa
         with self.engine.connect() as conn:
             exists = conn.execute(
-                sa.text("SELECT to_regclass(:name)"), {"name": f'"{schema}".{KEYS_TABLE}'}
+                sa.text("SELECT to_regclass(:name)"), {"name": f'"{schema}".{table}'}
             ).scalar()
             if exists is None:
                 return 0
-            # The schema's name is this class's own ([a-z0-9_]), never input.
-            query = f'SELECT count(*) FROM "{schema}".{KEYS_TABLE}'  # noqa: S608
+            # The schema's name is this class's own ([a-z0-9_]) and the table one of ours.
+            query = f'SELECT count(*) FROM "{schema}".{table}'  # noqa: S608
             count = conn.execute(sa.text(query))
             return int(count.scalar() or 0)
 
@@ -1164,7 +1181,9 @@ def run_all(
             if system.database and postgres is not None:
                 schema, env["BENCH_DATABASE_URL"] = postgres.new_schema(system.name)
                 if system.idempotency == "sql":
-                    counters[id(system)] = functools.partial(postgres.count_keys, schema)
+                    counters[id(system)] = functools.partial(
+                        postgres.count_keys, schema, system.keys_table
+                    )
             if system.idempotency == "redis" and redis is not None:
                 counters[id(system)] = functools.partial(redis.count, IDEM_PREFIX)
             server = Server(system.module, system.widgets, env)
@@ -1241,7 +1260,8 @@ def markdown(rows: list[dict[str, Any]], duration: str, rounds: int, load: str) 
     ratios = ratio_rows(rows)
     out += [
         "",
-        "Ratio system ÷ baseline (÷ baseline+pg for library+pg and library+pg (keys off); "
+        "Ratio system ÷ baseline (÷ baseline+pg for baseline+pg+keys, library+pg and "
+        "library+pg (keys off); "
         "req/s above 1 is better; latency and bytes below 1 are; "
         "with several rounds, the median of the per-round ratios):",
         "",
@@ -1394,7 +1414,7 @@ def library_rows(rows: list[dict[str, Any]], reference: str) -> list[dict[str, A
 
 def baseline_of(system: str) -> str:
     """The baseline a system's ratios are taken against (same data store)."""
-    return "baseline+pg" if system in PG_LIBRARIES else "baseline"
+    return "baseline+pg" if system in PG_OVER_BASELINE else "baseline"
 
 
 def ratio_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -1493,6 +1513,17 @@ def target_lines(rows: list[dict[str, Any]]) -> list[str]:
         "library+pg",
         "baseline+pg",
         "with idempotency on as the README teaches (todos and keys in PostgreSQL), ",
+    )
+    speed_targets(
+        PG_HAND_KEYS,
+        "baseline+pg",
+        "the keys alone, written by hand (baseline+pg+keys), ",
+        target=False,
+    )
+    speed_targets(
+        "library+pg",
+        PG_HAND_KEYS,
+        "with idempotency on, against the baseline with keys by hand (library+pg), ",
     )
     stores = {"library+idem": "Redis store", "library+pg": "SQL store, PostgreSQL"}
     for r in variant_rows(rows):

@@ -112,6 +112,11 @@ def commit() -> None:
         _db.session.commit()
 
 
+def session() -> Any:
+    """The database session of the current app context (``BENCH_DATABASE_URL`` only)."""
+    return _db.session
+
+
 def init_app(app: Any) -> None:
     """With ``BENCH_DATABASE_URL``, Flask-SQLAlchemy on that database (in memory, nothing)."""
     if DATABASE_URL:
