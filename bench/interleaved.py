@@ -104,13 +104,13 @@ def report(times: dict[str, list[tuple[float, float]]]) -> None:
     for name in times:
         ratios = f"{wall[BASELINE] / wall[name]:.3f}x | {wall[HAND] / wall[name]:.3f}x"
         print(f"| {name} | {wall[name] * 1e6:,.0f} | {cpu[name] * 1e6:,.0f} | {ratios} |")
-    for label, with_key_, without in (("library", KEYED, UNKEYED), ("by hand", HAND, BASELINE)):
+    print()
+    for label, keyed_arm, unkeyed_arm in (("library", KEYED, UNKEYED), ("by hand", HAND, BASELINE)):
         print(
-            f"\nThe key, {label}: {(wall[with_key_] - wall[without]) * 1e6:+,.0f} µs wall, "
-            f"{(cpu[with_key_] - cpu[without]) * 1e6:+,.0f} µs CPU per request",
-            end="",
+            f"The key, {label}: {(wall[keyed_arm] - wall[unkeyed_arm]) * 1e6:+,.0f} µs wall, "
+            f"{(cpu[keyed_arm] - cpu[unkeyed_arm]) * 1e6:+,.0f} µs CPU per request"
         )
-    print(f" (medians of {len(times[BASELINE]):,} rounds).")
+    print(f"(medians of {len(times[BASELINE]):,} rounds)")
 
 
 def main() -> None:
