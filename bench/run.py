@@ -14,8 +14,7 @@ Use ``bench/run`` (it installs what is missing, then calls this file):
 It starts every app (baseline, baseline+checks, floor, library, library with WIDGETS=200, with Redis
 on 127.0.0.1:6379 the variants library+cache and library+idem, and with PostgreSQL on
 127.0.0.1:5432 baseline+pg, baseline+pg+keys, library+pg and library+pg (keys off)) under
-gunicorn on a free port
-of 127.0.0.1, waits until ``GET /`` answers,
+gunicorn on a free port of 127.0.0.1, waits until ``GET /`` answers,
 checks correctness (200 rows, "66 of 200 done", an htmx toggle flips its row and moves the
 stats, a no-JS toggle answers 303 and flips the row; with the library, baseline+checks and floor
 also that a toggle without a CSRF token or from another origin is refused), then measures each point

@@ -93,7 +93,7 @@ def index() -> str:
 
 
 @app.post("/todos/<int:id>/toggle")
-def toggle(id: int) -> Response | str:
+def toggle(id: int) -> Response:
     htmx = request.headers.get("HX-Request") == "true"
     key = request.form.get("_hx_key", "")
     if key:
