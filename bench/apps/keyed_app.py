@@ -16,9 +16,10 @@ Written as a Flask developer would write it by hand, in the baseline's idiom (``
 - the toggle claims ``(scope, key)`` with ``INSERT ... ON CONFLICT DO NOTHING`` in the session's
   transaction, with a fingerprint of what the key was used for (the action and the row), before
   it flips the row; the row's flip and the key commit together (a 404 rolls both back);
-- a key already claimed: the same row answers as a replay (``Idempotent-Replayed: true``; the
-  no-JS toggle's 303, or the row and the count re-rendered from the committed state for htmx,
-  as the library replays an htmx success), another row gets 422. On PostgreSQL a concurrent
+- a key already claimed: the same row answers as a replay of the first submit's answer
+  (``Idempotent-Replayed: true``; the stored status says which: a no-JS toggle's 303, or none for
+  htmx, whose row and count are re-rendered from the committed state, as the library replays an
+  htmx success), another row gets 422. On PostgreSQL a concurrent
   duplicate's ``INSERT`` waits for the first transaction, then finds the key taken;
 - a request without a key toggles unclaimed, as the library does.
 
@@ -129,7 +130,8 @@ def claim(key: str, id: int, htmx: bool) -> Response | None:
     found = session.execute(FIND, {"scope": SCOPE, "key": key}).one()
     if found.fingerprint != fingerprint:
         abort(422)
-    replay = answer(data.get(id), htmx)
+    # The stored answer: the 303 of a no-JS submit, else (None) the htmx re-render.
+    replay = answer(data.get(id), htmx=found.status is None)
     replay.headers["Idempotent-Replayed"] = "true"
     return replay
 
